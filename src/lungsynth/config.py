@@ -1,0 +1,179 @@
+"""Config loading and validation against ``workflow/schemas/config.schema.yaml``.
+
+:func:`validate_config` fills every default the schema declares, then checks
+types, ranges and unknown keys, then the cross-key rules no schema can state.
+Any problem raises :class:`~lungsynth.errors.ConfigError` whose message names
+the key (dotted path, e.g. ``dcgan.train.lr``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """Read the YAML JSON-schema."""
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _defaulting_validator(schema: dict):
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if name not in instance:
+                    # resolve a $ref so referenced objects get their default too
+                    if "$ref" in sub:
+                        sub = _resolve_ref(schema, sub["$ref"])
+                    if isinstance(sub, dict) and "default" in sub:
+                        instance[name] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, subschema)
+
+    validator_cls = jsonschema.validators.extend(base, {"properties": set_defaults})
+    return validator_cls(schema)
+
+
+def _resolve_ref(schema: dict, ref: str) -> dict:
+    resolved = schema
+    for part in ref.lstrip("#/").split("/"):
+        resolved = resolved[part]
+    return resolved
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _format_error(error: jsonschema.ValidationError) -> str:
+    key = _key(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        names = ", ".join(f"{key}.{u}" if error.absolute_path else u for u in unknown)
+        hint = f"; known keys here: {', '.join(allowed)}" if allowed else ""
+        return f"unknown config key {names}{hint}"
+    if error.validator == "required":
+        return f"config key {key}: {error.message}"
+    description = error.schema.get("description", "") if isinstance(error.schema, dict) else ""
+    message = f"config key {key}: {error.message}"
+    if description:
+        message += f" ({description})"
+    return message
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Return a validated copy of ``config`` with all defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        naming the first offending key and what is wrong with it.
+    """
+    schema = load_schema() if schema is None else schema
+    config = copy.deepcopy(config) if config else {}
+    validator = _defaulting_validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), _key(e.absolute_path)))
+    if errors:
+        raise ConfigError(_format_error(errors[0]))
+    # Filling defaults inside objects that were themselves defaulted needs a second pass.
+    for _ in range(3):
+        again = sorted(validator.iter_errors(config), key=lambda e: len(e.absolute_path))
+        if again:
+            raise ConfigError(_format_error(again[0]))
+    _check_cross_keys(config)
+    return config
+
+
+def _check_cross_keys(config: dict) -> None:
+    datasets = config["datasets"]
+    for name, spec in datasets.items():
+        fractions = spec["split"]["fractions"]
+        total = sum(fractions.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ConfigError(f"config key datasets.{name}.split.fractions: shares sum to {total:g}, must sum to 1")
+        if spec["format"] != "phantom_ct" and not spec.get("path"):
+            raise ConfigError(f"config key datasets.{name}.path: required for format {spec['format']}")
+        if spec["format"] in ("nifti", "paired_folder") and not (spec.get("labels_csv") or spec.get("default_class")):
+            raise ConfigError(
+                f"config key datasets.{name}.default_class: format {spec['format']} needs labels_csv or default_class"
+            )
+        if 0 not in spec["mask_labels"]:
+            raise ConfigError(f"config key datasets.{name}.mask_labels: must contain 0 (background)")
+    low, high = config["preprocess"]["window"]
+    if not low < high:
+        raise ConfigError(f"config key preprocess.window: low {low} must be below high {high}")
+
+    dcgan = config["dcgan"]
+    if dcgan["enabled"]:
+        if dcgan["dataset"] not in datasets:
+            raise ConfigError(
+                f"config key dcgan.dataset: '{dcgan['dataset']}' is not declared in datasets ({', '.join(datasets)})"
+            )
+        spec = datasets[dcgan["dataset"]]
+        known = _dataset_classes(spec)
+        if known is not None:
+            for label in dcgan["classes"]:
+                if label not in known:
+                    raise ConfigError(f"config key dcgan.classes: '{label}' is not a class of dataset {dcgan['dataset']} ({', '.join(known)})")
+        for label in dcgan["per_class"]:
+            if label not in dcgan["classes"]:
+                raise ConfigError(f"config key dcgan.per_class.{label}: '{label}' is not in dcgan.classes")
+        model = dcgan["model"]
+        if len(model["generator_widths"]) != len(model["discriminator_widths"]):
+            raise ConfigError("config key dcgan.model.discriminator_widths: needs as many entries as generator_widths")
+        size = config["preprocess"]["size"]
+        factor = 2 ** len(model["generator_widths"])
+        if size % factor:
+            raise ConfigError(
+                f"config key dcgan.model.generator_widths: {len(model['generator_widths'])} upsamplings need "
+                f"preprocess.size divisible by {factor}, got {size}"
+            )
+        needed = config["score"]["n_sets"] * config["score"]["set_size"]
+        if dcgan["generate"]["n_images"] < needed:
+            raise ConfigError(
+                f"config key dcgan.generate.n_images: {dcgan['generate']['n_images']} is fewer than "
+                f"score.n_sets x score.set_size = {needed}"
+            )
+        classifier_dataset = config["classifier"]["dataset"] or dcgan["dataset"]
+        if classifier_dataset not in datasets:
+            raise ConfigError(f"config key classifier.dataset: '{classifier_dataset}' is not declared in datasets")
+        positive = config["classifier"]["positive_class"]
+        if positive not in dcgan["classes"]:
+            raise ConfigError(f"config key classifier.positive_class: '{positive}' is not in dcgan.classes")
+
+
+def _dataset_classes(spec: dict) -> list[str] | None:
+    """Class names a dataset declares, or None where only the data can tell (labels_csv)."""
+    if spec["format"] == "phantom_ct":
+        return ["covid", "noncovid"]
+    if spec["format"] in ("image_folder", "dicom"):
+        return list(spec["classes"])
+    if spec.get("labels_csv"):
+        return None
+    return [spec["default_class"]]
+
+
+def train_settings(config: dict, label: str) -> dict:
+    """The DCGAN training settings of one class: ``dcgan.train`` updated by ``dcgan.per_class[label]``."""
+    settings = dict(config["dcgan"]["train"])
+    settings.update(config["dcgan"]["per_class"].get(label, {}))
+    return settings
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file and validate it."""
+    with open(path, encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle) or {}
+    return validate_config(raw)

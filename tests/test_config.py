@@ -1,0 +1,81 @@
+"""Config schema: defaults, descriptions, and errors that name the key."""
+
+import pytest
+import yaml
+
+from lungsynth.config import load_config, load_schema, train_settings, validate_config
+from lungsynth.errors import ConfigError
+
+
+def _walk(schema, path="", defs=None):
+    defs = defs or schema.get("$defs", {})
+    for name, sub in schema.get("properties", {}).items():
+        yield f"{path}.{name}".lstrip("."), sub
+        if sub.get("type") == "object" or "properties" in sub:
+            yield from _walk(sub, f"{path}.{name}", defs)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        if "$ref" in extra:
+            extra = defs[extra["$ref"].split("/")[-1]]
+        yield from _walk(extra, f"{path}.*", defs)
+
+
+def test_every_key_has_description_and_default():
+    schema = load_schema()
+    for key, sub in _walk(schema):
+        if "$ref" in sub:
+            sub = schema["$defs"][sub["$ref"].split("/")[-1]]
+        assert sub.get("description"), f"{key} has no description"
+        if key.endswith("format") and key.startswith("datasets"):
+            continue
+        assert "default" in sub, f"{key} has no default"
+
+
+def test_shipped_configs_are_valid():
+    for path in ["config/config.yaml", "config/paper/dcgan_covidct.yaml", "config/examples/covid_ct.yaml"]:
+        config = load_config(path)
+        assert config["dcgan"]["enabled"] is True
+
+
+def test_defaults_are_filled():
+    config = validate_config({})
+    assert config["preprocess"]["window"] == [-600, 1500]
+    assert config["datasets"]["phantom_ct"]["split"]["fractions"]["test"] == 0.2
+    assert config["dcgan"]["train"]["beta1"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"dcgan": {"trian": {}}}, "dcgan.trian"),
+        ({"dcgan": {"train": {"lr": "fast"}}}, "dcgan.train.lr"),
+        ({"dcgan": {"train": {"epochs": 0}}}, "dcgan.train.epochs"),
+        ({"datasets": {"x": {"format": "zip"}}, "dcgan": {"dataset": "x"}}, "datasets.x.format"),
+        ({"preprocess": {"size": 60}}, "preprocess.size"),
+        ({"dcgan": {"dataset": "missing"}}, "dcgan.dataset"),
+        ({"dcgan": {"per_class": {"lungs": {"epochs": 3}}}}, "dcgan.per_class.lungs"),
+        ({"datasets": {"phantom_ct": {"format": "phantom_ct", "split": {"fractions": {"train": 0.9, "val": 0.2, "test": 0.2}}}}},
+         "datasets.phantom_ct.split.fractions"),
+        ({"score": {"set_size": 100}}, "dcgan.generate.n_images"),
+        ({"unknown_top": 1}, "unknown_top"),
+    ],
+)
+def test_bad_config_names_the_key(config, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_per_class_overrides_only_that_class():
+    config = validate_config({"dcgan": {"per_class": {"covid": {"epochs": 7}}}})
+    assert train_settings(config, "covid")["epochs"] == 7
+    assert train_settings(config, "noncovid")["epochs"] == config["dcgan"]["train"]["epochs"]
+
+
+def test_paper_config_matches_seed_000():
+    with open("config/paper/dcgan_covidct.yaml") as handle:
+        raw = yaml.safe_load(handle)
+    config = validate_config(raw)
+    assert config["preprocess"]["size"] == 224 and config["preprocess"]["channels"] == 3
+    train = config["dcgan"]["train"]
+    assert (train["batch_size"], train["lr"], train["beta1"], train["epochs"]) == (16, 2e-4, 0.5, 3000)
+    assert config["score"]["n_sets"] == 10 and config["score"]["set_size"] == 100
