@@ -1,0 +1,842 @@
+"""Dataset readers: scan a dataset folder into manifest records, reload one slice.
+
+Every reader walks its layout, fully decodes and validates every file (pixel
+data is read and then dropped, so scanning holds one file or volume at a time)
+and returns ``(records, skipped)``:
+
+* ``records``: one dict per 2-D slice with the manifest columns
+  :data:`RECORD_COLUMNS` (all of :data:`MANIFEST_COLUMNS` except ``split``,
+  which :func:`lungsynth.splits.assign_splits` fills);
+* ``skipped``: ``{"path", "problem"}`` dicts for the bad files left out when
+  ``on_bad_file="skip"`` (paths relative to the dataset root, POSIX).
+
+With ``on_bad_file="error"`` the first bad file raises
+:class:`~lungsynth.errors.InputDataError` naming it. Some problems are never
+skipped: an empty or missing class, duplicate slice ids, a case missing from a
+labels CSV.
+
+:func:`load_image` and :func:`load_mask` reload the pixels of one manifest row
+later (preprocess stage).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from lungsynth.errors import ConfigError, InputDataError
+from lungsynth.volumes import nifti_to_stack
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "id", "patient", "class", "split", "format", "unit", "source", "slice", "mask", "lung_mask",
+)
+"""Manifest columns, in file order."""
+
+RECORD_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_COLUMNS if c != "split")
+"""Columns of the records the readers return (no ``split`` yet)."""
+
+FORMATS: tuple[str, ...] = ("image_folder", "dicom", "nifti", "paired_folder")
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm"})
+NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
+DEFAULT_MASK_LABELS: tuple[int, ...] = (0, 1, 2)
+ON_BAD_FILE: tuple[str, ...] = ("error", "skip")
+
+EMPTY_CLASS_FIX = "add images or remove the class from the config"
+_CORRUPT_FIX = "re-export or re-download the file, or set on_bad_file: skip to leave it out"
+
+Record = dict[str, Any]
+Skipped = dict[str, str]
+
+_ID_BAD_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sanitize_id(text: str) -> str:
+    """Map ``text`` to a filesystem-safe id: ``[A-Za-z0-9._-]`` only, no leading ``.``/``-``."""
+    out = _ID_BAD_CHARS.sub("_", text)
+    if out[:1] in (".", "-"):
+        out = "_" + out[1:]
+    return out or "_"
+
+
+def pseudonymous_patient(patient_id: str) -> str:
+    """``"P"`` + the first 12 hex digits of SHA-256 of ``patient_id`` (UTF-8)."""
+    return "P" + hashlib.sha256(patient_id.encode("utf-8")).hexdigest()[:12]
+
+
+class _BadFiles:
+    """Raise bad-file errors (``"error"``) or collect them (``"skip"``)."""
+
+    def __init__(self, root: Path, on_bad_file: str) -> None:
+        if on_bad_file not in ON_BAD_FILE:
+            raise ConfigError(f"on_bad_file must be one of {list(ON_BAD_FILE)}, got {on_bad_file!r}")
+        self.root = root
+        self.mode = on_bad_file
+        self.skipped: list[Skipped] = []
+
+    def report(self, err: InputDataError, also: str | None = None) -> None:
+        """Raise ``err`` or record it; ``also`` names a paired file dropped with it."""
+        if self.mode == "error":
+            raise err
+        problem = err.problem if also is None else f"{err.problem} (dropped together with {also})"
+        # the report holds paths relative to the dataset root only, on one line
+        problem = " ".join(problem.replace(f"{self.root.as_posix()}/", "").split())
+        rel = _rel(self.root, err.path)
+        self.skipped.append({"path": rel, "problem": problem})
+        logger.warning("skipping %s: %s", rel, problem)
+
+
+def _rel(root: Path, path: str | Path) -> str:
+    """``path`` relative to ``root`` as POSIX text (unchanged when outside ``root``)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def _list_files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
+    """Files below ``folder`` (recursive, symlinks followed, hidden entries ignored), sorted."""
+    wanted = {s.lower() for s in suffixes}
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in wanted:
+                found.append(Path(dirpath) / name)
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _strip_suffix(rel: PurePosixPath | Path) -> str:
+    """POSIX path without its image suffix (``a/b.png`` -> ``a/b``)."""
+    return rel.with_suffix("").as_posix()
+
+
+def _compile_patient_regex(patient_regex: str | None) -> re.Pattern[str] | None:
+    if patient_regex is None:
+        return None
+    try:
+        pattern = re.compile(patient_regex)
+    except re.error as exc:
+        raise ConfigError(f"patient_regex {patient_regex!r} is not a valid regex: {exc}") from exc
+    if "patient" not in pattern.groupindex:
+        raise ConfigError(f"patient_regex {patient_regex!r} needs a named group (?P<patient>...)")
+    return pattern
+
+
+def _patient_of(stem: str, own: str, pattern: re.Pattern[str] | None) -> str:
+    """Patient of a 2-D image: the regex group searched in ``stem``, else ``own``."""
+    if pattern is not None:
+        match = pattern.search(stem)
+        if match is not None and match.group("patient"):
+            return match.group("patient")
+    return own
+
+
+def _check_classes(classes: Any) -> dict[str, str]:
+    if not isinstance(classes, Mapping) or not classes:
+        raise ConfigError(f"classes must be a non-empty mapping class name -> subfolder, got {classes!r}")
+    for name, sub in classes.items():
+        if not isinstance(name, str) or not name or not isinstance(sub, str) or not sub:
+            raise ConfigError(f"classes: class {name!r} -> {sub!r}: both must be non-empty strings")
+    return dict(classes)
+
+
+def _empty_class(cls: str, folder: Path, detail: str) -> InputDataError:
+    return InputDataError(folder, f"class {cls!r} {detail}", EMPTY_CLASS_FIX)
+
+
+def _class_folder(root: Path, cls: str, sub: str) -> Path:
+    folder = root / sub
+    if not folder.is_dir():
+        raise _empty_class(cls, folder, "has no folder (missing)")
+    return folder
+
+
+def check_unique_ids(records: Sequence[Mapping[str, Any]], root: str | Path = "") -> None:
+    """Raise :class:`InputDataError` naming both files when two records share an ``id``."""
+    seen: dict[str, Mapping[str, Any]] = {}
+    for rec in records:
+        other = seen.get(rec["id"])
+        if other is not None:
+            first, second = other["source"], rec["source"]
+            raise InputDataError(
+                Path(root) / second,
+                f"duplicate slice id {rec['id']!r}: produced by both {first} and {second}",
+                "rename one of the files (ids come from file names with unsafe characters replaced by '_')",
+            )
+        seen[rec["id"]] = rec
+
+
+def _check_mask_labels(mask_labels: Iterable[int] | None) -> frozenset[int]:
+    labels = DEFAULT_MASK_LABELS if mask_labels is None else tuple(mask_labels)
+    if not labels or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 255
+                         for v in labels):
+        raise ConfigError(f"mask_labels must be a non-empty list of integers 0..255, got {mask_labels!r}")
+    return frozenset(int(v) for v in labels)
+
+
+def _labels_to_uint8(arr: np.ndarray, path: Path, allowed: frozenset[int] | None) -> np.ndarray:
+    """Validate a label map (integer values, within ``allowed``) and return it as uint8.
+
+    ``allowed=None`` (lung masks) accepts any integer 0..255.
+    """
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or np.any(arr != np.round(arr)):
+            raise InputDataError(path, "mask holds non-integer values; expected label indices",
+                                 "save the mask as integer label indices")
+    elif arr.dtype.kind not in "uib":
+        raise InputDataError(path, f"mask has unsupported data type {arr.dtype}", "save the mask as uint8 labels")
+    values = np.unique(arr)
+    found = [int(v) for v in values]
+    if allowed is None:
+        if found and (found[0] < 0 or found[-1] > 255):
+            raise InputDataError(path, f"mask values {found[:10]} are outside 0..255",
+                                 "save the lung mask as 0 = background, 1 (or any value 1..255) = lung")
+    else:
+        unknown = [v for v in found if v not in allowed]
+        if unknown:
+            raise InputDataError(
+                path,
+                f"mask has unknown label values {unknown} (values found: {found}; allowed mask_labels: "
+                f"{sorted(allowed)})",
+                "remap the mask to label indices (0 background, 1 ground-glass, 2 consolidation) "
+                "or set mask_labels in the config",
+            )
+    return arr.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- 2-D images (PIL)
+
+
+def _open_pil(path: Path):
+    """Open and fully decode an image with PIL; raise InputDataError when it cannot."""
+    from PIL import Image
+
+    im = None
+    try:
+        im = Image.open(path)
+        if getattr(im, "n_frames", 1) > 1:
+            raise InputDataError(path, f"image has {im.n_frames} frames/pages; expected one 2-D image",
+                                 "save each page as its own file")
+        im.load()  # decodes everything; PIL then closes the file of a single-frame image
+        return im
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        if im is not None:
+            im.close()
+        if isinstance(exc, InputDataError):
+            raise
+        raise InputDataError(path, f"cannot decode image ({type(exc).__name__}: {exc})", _CORRUPT_FIX) from exc
+
+
+def _pil_to_float(im, path: Path) -> np.ndarray:
+    """PIL image -> float32 ``(H, W, C)`` in 0..255 (see :func:`load_image`)."""
+    mode = im.mode
+    if mode == "L":
+        return np.asarray(im, dtype=np.float32)[..., None]
+    if mode.startswith("I;16") or mode == "I":  # 16-bit grayscale: 0..65535 -> 0..255
+        arr = np.asarray(im).astype(np.float32) / 257.0
+        return np.clip(arr, 0.0, 255.0)[..., None]
+    if mode == "F":
+        return np.clip(np.asarray(im, dtype=np.float32), 0.0, 255.0)[..., None]
+    if mode == "1":
+        return np.asarray(im.convert("L"), dtype=np.float32)[..., None]
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.float32)
+    try:  # RGBA, LA, P, PA, CMYK, YCbCr, ... (alpha is dropped, not composited)
+        return np.asarray(im.convert("RGB"), dtype=np.float32)
+    except (ValueError, OSError) as exc:
+        raise InputDataError(path, f"unsupported image mode {mode!r}", "save the image as 8-bit gray or RGB") from exc
+
+
+def _read_8bit(path: Path) -> np.ndarray:
+    return _pil_to_float(_open_pil(path), path)
+
+
+def _read_label_image(path: Path, allowed: frozenset[int]) -> np.ndarray:
+    """Read a palette/grayscale label PNG -> validated uint8 ``(H, W)``."""
+    im = _open_pil(path)
+    mode = im.mode
+    if mode in ("P", "L", "1", "I", "F") or mode.startswith("I;16"):
+        arr = np.asarray(im)
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+    elif mode in ("PA", "LA"):
+        arr = np.asarray(im)[..., 0]
+    elif mode in ("RGB", "RGBA"):
+        rgb = np.asarray(im)[..., :3]
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+            raise InputDataError(path, "mask is a colour image; expected palette or grayscale label indices",
+                                 "save the mask as a palette (P) or grayscale (L) PNG of label indices")
+        arr = rgb[..., 0]
+    else:
+        raise InputDataError(path, f"unsupported mask mode {mode!r}", "save the mask as a palette or grayscale PNG")
+    return _labels_to_uint8(np.ascontiguousarray(arr), path, allowed)
+
+
+def scan_image_folder(
+    root: str | Path,
+    classes: Mapping[str, str],
+    *,
+    patient_regex: str | None = None,
+    on_bad_file: str = "error",
+) -> tuple[list[Record], list[Skipped]]:
+    """Scan class subfolders of 2-D images (COVID-CT layout).
+
+    ``classes`` maps class name -> subfolder of ``root``; images (.png .jpg .jpeg
+    .bmp .tif .tiff, any case) are found recursively. ``id`` is the path within
+    the class folder without suffix, sanitised; ``patient`` is the
+    ``patient_regex`` group ``patient`` searched in the file stem, else the
+    file's own path within the class folder without suffix (its stem for flat
+    folders). Unit ``8bit``, slice 0, no masks.
+    """
+    root = Path(root)
+    classes = _check_classes(classes)
+    pattern = _compile_patient_regex(patient_regex)
+    bad = _BadFiles(root, on_bad_file)
+    records: list[Record] = []
+    for cls, sub in classes.items():
+        folder = _class_folder(root, cls, sub)
+        files = _list_files(folder, IMAGE_SUFFIXES)
+        if not files:
+            raise _empty_class(cls, folder, f"has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        n_before = len(records)
+        for path in files:
+            try:
+                _read_8bit(path)
+            except InputDataError as err:
+                bad.report(err)
+                continue
+            inner = _strip_suffix(path.relative_to(folder))
+            records.append(_record(
+                id=sanitize_id(inner), patient=_patient_of(path.stem, inner, pattern), cls=cls,
+                fmt="image_folder", unit="8bit", source=_rel(root, path),
+            ))
+        if len(records) == n_before:
+            raise _empty_class(cls, folder, f"has no readable image files (all {len(files)} were bad)")
+    check_unique_ids(records, root)
+    return records, bad.skipped
+
+
+def scan_paired_folder(
+    root: str | Path,
+    *,
+    images: str = "Imgs",
+    masks: str = "GT",
+    default_class: str = "covid",
+    patient_regex: str | None = None,
+    mask_labels: Iterable[int] | None = DEFAULT_MASK_LABELS,
+    on_bad_file: str = "error",
+) -> tuple[list[Record], list[Skipped]]:
+    """Scan images with same-stem label masks (COVID-SemiSeg layout ``Imgs/`` + ``GT/``).
+
+    Every image needs a mask with the same path stem (any image suffix) in
+    ``masks``; masks are palette/grayscale images whose values are label indices
+    in ``mask_labels`` and whose size equals the image's. All slices get
+    ``default_class``; ``id`` and ``patient`` as in :func:`scan_image_folder`.
+    Masks without an image are ignored (logged).
+    """
+    root = Path(root)
+    pattern = _compile_patient_regex(patient_regex)
+    allowed = _check_mask_labels(mask_labels)
+    if not isinstance(default_class, str) or not default_class:
+        raise ConfigError(f"default_class must be a non-empty class name, got {default_class!r}")
+    bad = _BadFiles(root, on_bad_file)
+    image_dir = _class_folder(root, default_class, images)
+    mask_dir = root / masks
+    if not mask_dir.is_dir():
+        raise InputDataError(mask_dir, "mask folder is missing", f"add the masks or set paired.masks (now {masks!r})")
+    mask_index: dict[str, list[Path]] = {}
+    for path in _list_files(mask_dir, IMAGE_SUFFIXES):
+        mask_index.setdefault(_strip_suffix(path.relative_to(mask_dir)), []).append(path)
+    files = _list_files(image_dir, IMAGE_SUFFIXES)
+    if not files:
+        raise _empty_class(default_class, image_dir, "has no image files")
+    records: list[Record] = []
+    used: set[str] = set()
+    for path in files:
+        inner = _strip_suffix(path.relative_to(image_dir))
+        used.add(inner)
+        candidates = mask_index.get(inner, [])
+        if len(candidates) != 1:
+            problem = (f"no mask with the same name in {masks}/" if not candidates else
+                       f"several masks match: {', '.join(_rel(root, c) for c in candidates)}")
+            bad.report(InputDataError(path, problem, "add exactly one mask per image (same file stem)"))
+            continue
+        mask_path = candidates[0]
+        try:
+            image = _read_8bit(path)
+        except InputDataError as err:
+            bad.report(err, also=_rel(root, mask_path))
+            continue
+        try:
+            mask = _read_label_image(mask_path, allowed)
+            if mask.shape != image.shape[:2]:
+                raise InputDataError(
+                    mask_path,
+                    f"mask size {mask.shape[1]}x{mask.shape[0]} (WxH) differs from image {_rel(root, path)} "
+                    f"size {image.shape[1]}x{image.shape[0]}",
+                    "resample the mask to the image grid (nearest neighbour) or fix the pairing",
+                )
+        except InputDataError as err:
+            bad.report(err, also=_rel(root, path))
+            continue
+        records.append(_record(
+            id=sanitize_id(inner), patient=_patient_of(path.stem, inner, pattern), cls=default_class,
+            fmt="paired_folder", unit="8bit", source=_rel(root, path), mask=_rel(root, mask_path),
+        ))
+    orphans = sorted(set(mask_index) - used)
+    if orphans:
+        logger.warning("%d masks in %s have no image (ignored), e.g. %s", len(orphans), mask_dir, orphans[0])
+    if not records:
+        raise _empty_class(default_class, image_dir, f"has no readable image/mask pairs (all {len(files)} were bad)")
+    check_unique_ids(records, root)
+    return records, bad.skipped
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def _read_dicom(path: Path) -> tuple[Any, np.ndarray]:
+    """Parse one single-frame grayscale DICOM -> ``(dataset, HU float32 (H, W))``."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path)
+    except Exception as exc:  # InvalidDicomError, EOFError, OSError, struct/value errors on truncation
+        raise InputDataError(path, f"cannot parse DICOM ({type(exc).__name__}: {exc})", _CORRUPT_FIX) from exc
+    if "PixelData" not in ds:
+        raise InputDataError(path, "DICOM file has no pixel data (truncated, or not an image)",
+                             "re-export the file or remove non-image files from the series folder")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise InputDataError(path, f"multi-frame DICOM ({frames} frames) is not supported",
+                             "export the series as one single-frame file per slice")
+    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+        raise InputDataError(path, "DICOM is not grayscale (SamplesPerPixel != 1)", "use CT images")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # short pixel data, unsupported transfer syntax without a decoder, ...
+        raise InputDataError(path, f"cannot decode DICOM pixel data ({type(exc).__name__}: {exc})",
+                             _CORRUPT_FIX + " (compressed files may need pylibjpeg or gdcm)") from exc
+    if pixels.ndim != 2:
+        raise InputDataError(path, f"DICOM pixel data has shape {pixels.shape}; expected 2-D", "use CT slices")
+    slope = ds.get("RescaleSlope", None)
+    intercept = ds.get("RescaleIntercept", None)
+    slope = 1.0 if slope is None or slope == "" else float(slope)
+    intercept = 0.0 if intercept is None or intercept == "" else float(intercept)
+    return ds, pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def _dicom_sort_keys(infos: list[dict[str, Any]]) -> tuple[list[Any], str]:
+    """Sort keys of a series' slices: position along the normal, else InstanceNumber, else path."""
+    if all(i["ipp"] is not None and i["iop"] is not None for i in infos):
+        keys = []
+        for i in infos:
+            iop = np.asarray(i["iop"], dtype=float)
+            normal = np.cross(iop[:3], iop[3:])
+            if normal[np.argmax(np.abs(normal))] < 0:  # rank 0 = inferior (axial), as in NIfTI stacks
+                normal = -normal
+            keys.append((float(np.dot(normal, np.asarray(i["ipp"], dtype=float))), i["path"].as_posix()))
+        return keys, "position"
+    if all(i["instance"] is not None for i in infos):
+        return [(i["instance"], i["path"].as_posix()) for i in infos], "InstanceNumber"
+    return [(0, i["path"].as_posix()) for i in infos], "file name"
+
+
+def _tag_list(ds: Any, keyword: str, length: int) -> list[float] | None:
+    value = ds.get(keyword, None)
+    try:
+        values = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    return values if len(values) == length else None
+
+
+def scan_dicom(
+    root: str | Path,
+    classes: Mapping[str, str],
+    *,
+    on_bad_file: str = "error",
+) -> tuple[list[Record], list[Skipped]]:
+    """Scan class subfolders of DICOM CT series (``*.dcm`` / ``*.DCM``, recursive).
+
+    Files are grouped into series by SeriesInstanceUID (else by folder) and
+    ranked along the slice normal from ImageOrientationPatient /
+    ImagePositionPatient (fallback InstanceNumber, then file name); ``slice``
+    is that rank and ``source`` the slice's own file. The normal is signed so
+    that its dominant patient axis points up (rank 0 = most inferior slice of
+    an axial series, as in NIfTI stacks). Pixels are kept as stored (no
+    reorientation by ImageOrientationPatient).
+    ``patient`` = :func:`pseudonymous_patient` of PatientID (else PatientName,
+    StudyInstanceUID); ``id`` = ``<patient>_<8 hex of series UID>_s<rank:03d>``.
+    Every file's pixel data is decoded (HU = stored * RescaleSlope +
+    RescaleIntercept) and slice sizes must agree within a series (in skip mode
+    the files off the most common size are skipped).
+    """
+    root = Path(root)
+    classes = _check_classes(classes)
+    bad = _BadFiles(root, on_bad_file)
+    records: list[Record] = []
+    for cls, sub in classes.items():
+        folder = _class_folder(root, cls, sub)
+        files = _list_files(folder, DICOM_SUFFIXES)
+        if not files:
+            raise _empty_class(cls, folder, "has no DICOM files (*.dcm)")
+        series: dict[str, list[dict[str, Any]]] = {}
+        for path in files:
+            try:
+                ds, hu = _read_dicom(path)
+            except InputDataError as err:
+                bad.report(err)
+                continue
+            uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+            key = uid or f"folder:{_rel(root, path.parent)}"
+            identity = next((str(ds.get(k, "") or "").strip() for k in ("PatientID", "PatientName",
+                             "StudyInstanceUID") if str(ds.get(k, "") or "").strip()), key)
+            instance = ds.get("InstanceNumber", None)
+            series.setdefault(key, []).append({
+                "path": path, "shape": hu.shape, "identity": identity,
+                "ipp": _tag_list(ds, "ImagePositionPatient", 3),
+                "iop": _tag_list(ds, "ImageOrientationPatient", 6),
+                "instance": None if instance in (None, "") else int(instance),
+            })
+            del ds, hu
+        n_before = len(records)
+        for key in sorted(series, key=lambda k: series[k][0]["path"].as_posix()):
+            infos = _consistent_series(series[key], root, bad)
+            keys, method = _dicom_sort_keys(infos)
+            if method != "position":
+                logger.warning("series %s: no usable ImagePositionPatient/ImageOrientationPatient; sorted by %s",
+                               _rel(root, infos[0]["path"].parent), method)
+            if method == "position" and len({round(k[0], 3) for k in keys}) < len(keys):
+                logger.warning("series %s: several slices share a position (two series under one UID?)",
+                               _rel(root, infos[0]["path"].parent))
+            ordered = [info for _, info in sorted(zip(keys, infos), key=lambda t: t[0])]
+            patient = pseudonymous_patient(infos[0]["identity"])
+            series_tag = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
+            for rank, info in enumerate(ordered):
+                records.append(_record(
+                    id=f"{patient}_{series_tag}_s{rank:03d}", patient=patient, cls=cls, fmt="dicom", unit="HU",
+                    source=_rel(root, info["path"]), slice=rank,
+                ))
+        if len(records) == n_before:
+            raise _empty_class(cls, folder, f"has no readable DICOM files (all {len(files)} were bad)")
+    check_unique_ids(records, root)
+    return records, bad.skipped
+
+
+def _consistent_series(infos: list[dict[str, Any]], root: Path, bad: _BadFiles) -> list[dict[str, Any]]:
+    """Keep the files of a series whose slice size is the most common one; report the others."""
+    shapes = Counter(i["shape"] for i in infos)
+    if len(shapes) == 1:
+        return infos
+    main_shape = shapes.most_common(1)[0][0]
+    examples = {shape: next(_rel(root, i["path"]) for i in infos if i["shape"] == shape) for shape in shapes}
+    summary = ", ".join(f"{s[1]}x{s[0]} ({n} files, e.g. {examples[s]})" for s, n in shapes.items())
+    kept = []
+    for info in infos:
+        if info["shape"] == main_shape:
+            kept.append(info)
+        else:
+            bad.report(InputDataError(
+                info["path"],
+                f"DICOM series has inconsistent slice sizes: {summary}",
+                "remove slices that belong to another series or re-export the series",
+            ))
+    return kept
+
+
+# --------------------------------------------------------------------------- NIfTI
+
+
+def _nifti_case(name: str) -> str | None:
+    lower = name.lower()
+    for suffix in NIFTI_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _nifti_index(folder: Path) -> dict[str, Path]:
+    """Case name -> NIfTI file in ``folder`` (not recursive); an ambiguous case is an error."""
+    index: dict[str, Path] = {}
+    if not folder.is_dir():
+        return index
+    for path in sorted(folder.iterdir()):
+        case = _nifti_case(path.name)
+        if case is None or path.name.startswith(".") or not path.is_file():
+            continue
+        if case in index:
+            raise InputDataError(path, f"case {case!r} has two files: {index[case].name} and {path.name}",
+                                 "keep one file per case")
+        index[case] = path
+    return index
+
+
+def _read_nifti(path: Path) -> np.ndarray:
+    """Read a whole NIfTI volume -> display-oriented ``(S, H, W)`` stack (stored dtype)."""
+    import nibabel as nib
+
+    try:
+        stack = nifti_to_stack(nib.load(path))
+    except Exception as exc:  # truncated gzip (EOFError, zlib.error), short data, not a 3-D image, ...
+        raise InputDataError(path, f"cannot read NIfTI volume ({type(exc).__name__}: {exc})", _CORRUPT_FIX) from exc
+    return stack
+
+
+def _read_labels_csv(path: Path) -> dict[str, str]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputDataError(path, "labels CSV not found",
+                             "add the file or fix labels_csv (relative to the dataset path)")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise InputDataError(path, f"cannot read labels CSV ({exc})", "write a CSV with columns patient,class") from exc
+    missing = {"patient", "class"} - set(frame.columns)
+    if missing:
+        raise InputDataError(path, f"labels CSV lacks columns {sorted(missing)} (has {list(frame.columns)})",
+                             "write a CSV with columns patient,class")
+    labels: dict[str, str] = {}
+    for patient, cls in zip(frame["patient"].str.strip(), frame["class"].str.strip()):
+        if not patient or not cls:
+            raise InputDataError(path, "labels CSV has a row with an empty patient or class", "fill in or remove it")
+        if labels.get(patient, cls) != cls:
+            raise InputDataError(path, f"patient {patient!r} is listed with classes {labels[patient]!r} and {cls!r}",
+                                 "give each patient one class")
+        labels[patient] = cls
+    return labels
+
+
+def scan_nifti(
+    root: str | Path,
+    *,
+    images: str = "images",
+    lung_masks: str = "lung_masks",
+    infection_masks: str = "infection_masks",
+    labels_csv: str | None = None,
+    default_class: str | None = None,
+    mask_labels: Iterable[int] | None = DEFAULT_MASK_LABELS,
+    on_bad_file: str = "error",
+) -> tuple[list[Record], list[Skipped]]:
+    """Scan NIfTI CT volumes (HU) ``images/<case>.nii[.gz]`` with optional same-case masks.
+
+    One record per axial slice of the display-oriented stack
+    (:func:`lungsynth.volumes.nifti_to_stack`): ``slice`` = stack index
+    (0 = most inferior), ``patient`` = case, ``id`` = ``<case>_s<slice:03d>``.
+    Mask folders may be absent; a case without a mask file gets ``''`` (logged).
+    Masks must have the volume's shape; infection masks hold values in
+    ``mask_labels``, lung masks any integer 0..255 (nonzero = lung). Class from
+    ``labels_csv`` (columns patient,class; relative to ``root``; a case missing
+    from it is an error) or ``default_class``.
+    """
+    root = Path(root)
+    allowed = _check_mask_labels(mask_labels)
+    if labels_csv is None and not default_class:
+        raise ConfigError("nifti datasets need labels_csv or default_class to give each case a class")
+    bad = _BadFiles(root, on_bad_file)
+    labels_path = root / labels_csv if labels_csv is not None else None
+    labels = _read_labels_csv(labels_path) if labels_path is not None else None
+    image_dir = root / images
+    if not image_dir.is_dir():
+        raise InputDataError(image_dir, "NIfTI image folder is missing", "add the volumes or set nifti.images")
+    volumes = _nifti_index(image_dir)
+    if not volumes:
+        raise InputDataError(image_dir, "no NIfTI volumes (*.nii, *.nii.gz)", EMPTY_CLASS_FIX)
+    mask_dirs = {"mask": (root / infection_masks, allowed), "lung_mask": (root / lung_masks, None)}
+    mask_index = {col: _nifti_index(folder) for col, (folder, _) in mask_dirs.items()}
+    case_class: dict[str, str] = {}
+    for case in volumes:
+        if labels is None:
+            case_class[case] = str(default_class)
+        elif case in labels:
+            case_class[case] = labels[case]
+        else:
+            raise InputDataError(labels_path or root, f"case {case!r} ({_rel(root, volumes[case])}) is missing",
+                                 "add a row 'case,class' for it or remove the volume")
+    if labels is not None:
+        unused = sorted(set(labels) - set(volumes))
+        if unused:
+            logger.warning("%d cases in %s have no volume (ignored), e.g. %s", len(unused), labels_csv, unused[0])
+    records: list[Record] = []
+    no_mask: Counter[str] = Counter()
+    for case, path in volumes.items():
+        try:
+            stack = _read_nifti(path)
+        except InputDataError as err:
+            bad.report(err)
+            continue
+        if stack.dtype.kind == "f" and not np.isfinite(stack).all():
+            bad.report(InputDataError(path, "volume contains NaN or infinite values", "fix the export"))
+            continue
+        masks: dict[str, str] = {}
+        try:
+            for col, (folder, col_allowed) in mask_dirs.items():
+                mask_path = mask_index[col].get(case)
+                if mask_path is None:
+                    no_mask[col] += 1
+                    masks[col] = ""
+                    continue
+                mask = _read_nifti(mask_path)
+                if mask.shape != stack.shape:
+                    raise InputDataError(mask_path, f"mask shape {mask.shape} differs from volume {_rel(root, path)} "
+                                         f"shape {stack.shape} (slices, rows, columns)",
+                                         "resample the mask to the volume grid or fix the case name")
+                _labels_to_uint8(mask, mask_path, col_allowed)
+                masks[col] = _rel(root, mask_path)
+                del mask
+        except InputDataError as err:
+            bad.report(err, also=_rel(root, path))
+            continue
+        for k in range(stack.shape[0]):
+            records.append(_record(
+                id=f"{sanitize_id(case)}_s{k:03d}", patient=case, cls=case_class[case], fmt="nifti", unit="HU",
+                source=_rel(root, path), slice=k, mask=masks["mask"], lung_mask=masks["lung_mask"],
+            ))
+        del stack
+    for col, n in no_mask.items():
+        if mask_dirs[col][0].is_dir():
+            logger.warning("%d of %d volumes have no file in %s/", n, len(volumes), mask_dirs[col][0].name)
+    present = {r["class"] for r in records}
+    for cls in sorted(set(case_class.values()) - present):
+        raise InputDataError(image_dir, f"class {cls!r} has no readable volumes", EMPTY_CLASS_FIX)
+    check_unique_ids(records, root)
+    return records, bad.skipped
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+_NIFTI_KEYS = ("images", "lung_masks", "infection_masks")
+_PAIRED_KEYS = ("images", "masks")
+
+
+def _sub_spec(spec: Mapping[str, Any], key: str, allowed: Sequence[str]) -> dict[str, str]:
+    sub = spec.get(key) or {}
+    if not isinstance(sub, Mapping):
+        raise ConfigError(f"{key} must be a mapping with keys {list(allowed)}, got {sub!r}")
+    unknown = sorted(set(sub) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{key}: unknown keys {unknown}; allowed: {list(allowed)}")
+    return {k: str(v) for k, v in sub.items() if v is not None}
+
+
+def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record], list[Skipped]]:
+    """Run the reader named by ``spec["format"]`` with the spec's options.
+
+    Keys used: ``format``, ``classes``, ``patient_regex``, ``on_bad_file``,
+    ``mask_labels``, ``nifti``, ``paired``, ``labels_csv``, ``default_class``
+    (``None`` = default); other keys (``path``, ``split``, ...) are ignored.
+    """
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"dataset spec must be a mapping, got {type(spec).__name__}")
+    fmt = spec.get("format")
+    on_bad_file = spec.get("on_bad_file") or "error"
+    regex = spec.get("patient_regex")
+    mask_labels = spec.get("mask_labels")
+    if fmt == "image_folder":
+        return scan_image_folder(root, spec.get("classes") or {}, patient_regex=regex, on_bad_file=on_bad_file)
+    if fmt == "dicom":
+        return scan_dicom(root, spec.get("classes") or {}, on_bad_file=on_bad_file)
+    if fmt == "nifti":
+        return scan_nifti(root, **_sub_spec(spec, "nifti", _NIFTI_KEYS), labels_csv=spec.get("labels_csv"),
+                          default_class=spec.get("default_class"), mask_labels=mask_labels, on_bad_file=on_bad_file)
+    if fmt == "paired_folder":
+        return scan_paired_folder(root, **_sub_spec(spec, "paired", _PAIRED_KEYS),
+                                  default_class=spec.get("default_class") or "covid", patient_regex=regex,
+                                  mask_labels=mask_labels, on_bad_file=on_bad_file)
+    raise ConfigError(f"unknown dataset format {fmt!r}; expected one of {list(FORMATS)}")
+
+
+def _record(*, id: str, patient: str, cls: str, fmt: str, unit: str, source: str, slice: int = 0,
+            mask: str = "", lung_mask: str = "") -> Record:
+    return {"id": id, "patient": patient, "class": cls, "format": fmt, "unit": unit, "source": source,
+            "slice": int(slice), "mask": mask, "lung_mask": lung_mask}
+
+
+# --------------------------------------------------------------------------- reload one slice
+
+
+def _field(row: Any, key: str) -> str:
+    """Text value of a manifest field; NaN/None (empty CSV cells) -> ''."""
+    value = row.get(key, "")
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value)
+
+
+@functools.lru_cache(maxsize=3)
+def _cached_stack(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    stack = _read_nifti(Path(path))
+    stack.setflags(write=False)
+    return stack
+
+
+def _nifti_slice(path: Path, index: int) -> np.ndarray:
+    """Slice ``index`` of a NIfTI stack; the last 3 volumes read are cached (rows of a volume are adjacent)."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise InputDataError(path, f"cannot read file ({exc})", "re-run the ingest step") from exc
+    stack = _cached_stack(str(path), stat.st_mtime_ns, stat.st_size)
+    if not 0 <= index < stack.shape[0]:
+        raise InputDataError(path, f"slice {index} out of range (volume has {stack.shape[0]} slices)",
+                             "re-run the ingest step")
+    return stack[index]
+
+
+def clear_cache() -> None:
+    """Drop the NIfTI volumes cached by :func:`load_image` / :func:`load_mask`."""
+    _cached_stack.cache_clear()
+
+
+def load_image(root: str | Path, row: Mapping[str, Any] | Any) -> np.ndarray:
+    """Reload the pixels of one manifest row as float32 ``(H, W, C)``.
+
+    ``unit == "HU"`` (DICOM, NIfTI): Hounsfield units, C = 1.
+    ``unit == "8bit"``: 0..255; C = 1 for L (16-bit gray is scaled by 1/257,
+    binary to 0/255), C = 3 for RGB and for RGBA/LA/P/CMYK (converted to RGB,
+    alpha dropped). Grayscale stored as RGB stays C = 3, so a dataset can mix
+    C = 1 and C = 3 images.
+    """
+    root = Path(root)
+    fmt = _field(row, "format")
+    path = root / _field(row, "source")
+    if fmt in ("image_folder", "paired_folder"):
+        return _read_8bit(path)
+    if fmt == "dicom":
+        return _read_dicom(path)[1][..., None]
+    if fmt == "nifti":
+        return _nifti_slice(path, int(row["slice"])).astype(np.float32)[..., None]
+    raise ConfigError(f"manifest row {_field(row, 'id')!r} has unknown format {fmt!r}")
+
+
+def load_mask(root: str | Path, row: Mapping[str, Any] | Any, column: str = "mask") -> np.ndarray | None:
+    """Reload the ``column`` mask (``mask`` or ``lung_mask``) of one row as uint8 ``(H, W)``.
+
+    Values are label indices as stored (infection: 0 background, 1 ground-glass,
+    2 consolidation; lung: nonzero = lung). ``None`` when the column is empty.
+    """
+    rel = _field(row, column)
+    if not rel:
+        return None
+    path = Path(root) / rel
+    if _field(row, "format") == "nifti":
+        mask = _nifti_slice(path, int(row["slice"]))
+        return _labels_to_uint8(mask, path, None)
+    return _read_label_image(path, frozenset(range(256)))
