@@ -13,18 +13,17 @@ import csv
 import logging
 import math
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .augment import random_resized_crop_flip
 from .io_utils import atomic_path, torch_load, torch_save
 from .models.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+from .runlog import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -232,16 +231,8 @@ def train_dcgan(
             },
         )
 
-    bar = tqdm(
-        range(start, total_steps),
-        initial=start,
-        total=total_steps,
-        desc="dcgan",
-        unit="step",
-        file=sys.stderr,
-        mininterval=1.0 if sys.stderr.isatty() else 10.0,
-        disable=not progress,
-    )
+    bar = progress_bar(range(start, total_steps), initial=start, total=total_steps, desc="dcgan", unit="step",
+                       disable=not progress)
     generator.train()
     discriminator.train()
     step = start

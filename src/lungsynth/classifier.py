@@ -1,0 +1,119 @@
+"""Training and applying the DenseNet-169 COVID classifier on cached tensors.
+
+Class indices follow the sorted class names stored with the preprocessed data;
+the positive class (COVID by default) is looked up by name, never assumed to be
+index 1 (the COVID-CT baseline's index trap).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import random_resized_crop_flip
+from .io_utils import torch_load, torch_save
+from .metrics import binary_report
+from .models.densenet import DenseNetClassifier
+from .runlog import progress_bar
+from .training import decode_uint8, seeded_generator, select_device
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict_proba(model: DenseNetClassifier, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities ``(N, num_classes)`` for uint8 ``(N, C, S, S)`` images."""
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = []
+    for i in range(0, len(images), batch_size):
+        batch = decode_uint8(images[i : i + batch_size]).to(device)
+        outputs.append(torch.softmax(model(batch).float(), dim=1).cpu())
+    if not outputs:
+        return np.zeros((0, model.net.classifier.out_features))
+    return torch.cat(outputs).numpy()
+
+
+def train_classifier(
+    train: dict,
+    val: dict,
+    *,
+    positive_class: str,
+    epochs: int = 8,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    seed: int = 0,
+    crop_scale: tuple[float, float] = (0.5, 1.0),
+    weights: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[DenseNetClassifier, list[dict]]:
+    """Train on the ``train`` split; keep the epoch with the best validation AUC.
+
+    ``train`` and ``val`` are loaded split files (see :mod:`lungsynth.preprocess`).
+    Returns the model (best epoch's weights) and a per-epoch history of
+    training loss and validation metrics.
+    """
+    classes = train["classes"]
+    if positive_class not in classes:
+        raise ValueError(f"positive class '{positive_class}' is not among {classes}")
+    positive = classes.index(positive_class)
+    dev = select_device(device)
+    torch.manual_seed(seed)
+    model = DenseNetClassifier(num_classes=len(classes), weights=weights).to(dev)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    images, labels = train["images"], train["labels"]
+    n = len(images)
+    batch = min(batch_size, n)
+    steps = max(1, n // batch)
+    history: list[dict] = []
+    best_state, best_key = None, -math.inf
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=seeded_generator(seed, 11, epoch))
+        running = 0.0
+        bar = progress_bar(range(steps), desc=f"classifier epoch {epoch + 1}/{epochs}", unit="step", disable=not progress)
+        for index in bar:
+            idx = perm[index * batch : (index + 1) * batch]
+            x = random_resized_crop_flip(decode_uint8(images[idx]), seeded_generator(seed, 12, epoch, index),
+                                         scale=tuple(crop_scale), hflip=True).to(dev)
+            loss = F.cross_entropy(model(x), labels[idx].to(dev))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            running += loss.item()
+        bar.close()
+        record = {"epoch": epoch + 1, "train_loss": running / steps}
+        if len(val["images"]):
+            probs = predict_proba(model, val["images"])[:, positive]
+            metrics = binary_report((val["labels"] == positive).int().numpy(), probs)
+            record.update({f"val_{k}": v for k, v in metrics.items()})
+            key = metrics["auc"] if not math.isnan(metrics["auc"]) else metrics["accuracy"]
+        else:
+            key = -record["train_loss"]
+        if key > best_key:
+            best_key, best_state = key, copy.deepcopy(model.state_dict())
+            record["selected"] = True
+        history.append(record)
+        log.info("classifier epoch %d: %s", epoch + 1, record)
+    model.load_state_dict(best_state)
+    return model, history
+
+
+def save_classifier(path: str | Path, model: DenseNetClassifier, classes: list[str], positive_class: str) -> None:
+    """Write weights plus the class order and positive class."""
+    torch_save(path, {"state_dict": model.state_dict(), "classes": list(classes), "positive_class": positive_class})
+
+
+def load_classifier(path: str | Path, device: str = "cpu") -> tuple[DenseNetClassifier, list[str], str]:
+    """Inverse of :func:`save_classifier`: ``(model, classes, positive_class)``."""
+    state = torch_load(path)
+    model = DenseNetClassifier(num_classes=len(state["classes"]))
+    model.load_state_dict(state["state_dict"])
+    return model.to(device).eval(), state["classes"], state["positive_class"]

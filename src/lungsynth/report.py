@@ -1,0 +1,193 @@
+"""The HTML report: dataset, real vs synthetic images, training, classifier and seed 000's table.
+
+The page is one self-contained ``index.html`` (figures embedded as PNG data URIs);
+the same figures are also written as PNG files beside it for ``snakemake --report``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+from .figures import classifier_history, loss_curves, positive_rate_scatter
+from .generation import image_grid, save_png
+from .io_utils import write_text
+from .preprocess import load_split
+
+# Seed 000 (Mann et al.) and the COVID-CT baseline it used, as published.
+PAPER_SHARE_COVID = 0.40
+PAPER_BASELINE = {"accuracy": 0.847, "f1": 0.854, "auc": 0.919}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:0}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.grids{display:flex;flex-wrap:wrap;gap:1.5em}.grids figure{margin:0}figcaption{font-size:.9em;color:#555}
+.note{color:#555;font-size:.92em}.warn{color:#a40}img{max-width:100%}
+"""
+
+
+@dataclass
+class ReportInputs:
+    """Paths of the artifacts one report is built from."""
+
+    dataset: str
+    manifest: Path
+    skipped: Path
+    preprocess_summary: Path
+    train_split: Path
+    generated_grids: dict[str, Path]
+    losses: dict[str, Path]
+    classifier_metrics: Path
+    classifier_history: Path
+    score_sets: Path
+    score_summary: Path
+    positive_class: str = "covid"
+    benchmarks: list[Path] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return floatfmt.format(value) if value == value else "n/a"
+        return html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}%"
+
+
+def dataset_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Slices and patients per class and split."""
+    rows = []
+    for label, group in manifest.groupby("class"):
+        row = {"class": label}
+        for split in ("train", "val", "test"):
+            part = group[group["split"] == split]
+            row[split] = f"{len(part)} ({part['patient'].nunique()} pat.)"
+        row["total"] = f"{len(group)} ({group['patient'].nunique()} pat.)"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def seed000_table(summary: pd.DataFrame, metrics: dict, positive: str) -> pd.DataFrame:
+    """Seed 000's reported figures beside this run's."""
+
+    def share(source: str) -> str:
+        row = summary[(summary["source"] == source) & (summary["class"] == positive)]
+        if row.empty:
+            return "n/a"
+        r = row.iloc[0]
+        return f"{_pct(r['mean_share_positive'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+
+    return pd.DataFrame([
+        {"quantity": f"generated {positive} predicted {positive} (mean of sets, CI)", "seed 000 paper": "~40% (no CI)", "this run": share("synthetic")},
+        {"quantity": f"real {positive} test images predicted {positive}", "seed 000 paper": "not reported", "this run": share("real")},
+        {"quantity": "classifier accuracy (real test)", "seed 000 paper": f"{PAPER_BASELINE['accuracy']:.3f}*", "this run": f"{metrics['accuracy']:.3f}"},
+        {"quantity": f"classifier F1 ({positive} positive)", "seed 000 paper": f"{PAPER_BASELINE['f1']:.3f}*", "this run": f"{metrics['f1']:.3f}"},
+        {"quantity": "classifier AUC", "seed 000 paper": f"{PAPER_BASELINE['auc']:.3f}*", "this run": f"{metrics['auc']:.3f}"},
+    ])
+
+
+def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsynth report") -> Path:
+    """Write ``out_dir/index.html`` and the figure PNGs; return the HTML path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = pd.read_csv(inputs.manifest, dtype=str, keep_default_na=False)
+    skipped = pd.read_csv(inputs.skipped, dtype=str, keep_default_na=False)
+    prep = json.loads(Path(inputs.preprocess_summary).read_text())
+    metrics = json.loads(Path(inputs.classifier_metrics).read_text())
+    history = pd.read_csv(inputs.classifier_history)
+    sets = pd.read_csv(inputs.score_sets)
+    summary = pd.read_csv(inputs.score_summary)
+    positive = inputs.positive_class
+
+    figures: dict[str, Path] = {}
+    train = load_split(inputs.train_split)
+    for label in inputs.generated_grids:
+        if label in train["classes"]:
+            real = train["images"][train["labels"] == train["classes"].index(label)]
+            path = out_dir / f"real_{label}.png"
+            save_png(image_grid(real, 36), path)
+            figures[f"real_{label}"] = path
+        synthetic = out_dir / f"synthetic_{label}.png"
+        shutil.copyfile(inputs.generated_grids[label], synthetic)
+        figures[f"synthetic_{label}"] = synthetic
+    figures["losses"] = out_dir / "loss_curves.png"
+    loss_curves({label: pd.read_csv(p) for label, p in inputs.losses.items()}, figures["losses"])
+    figures["scatter"] = out_dir / "positive_rate_scatter.png"
+    positive_rate_scatter(sets, figures["scatter"], positive)
+    figures["history"] = out_dir / "classifier_history.png"
+    classifier_history(history, figures["history"])
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p class='note'>lungsynth {__version__} &middot; dataset <b>{html.escape(inputs.dataset)}</b></p>"]
+
+    parts.append("<h2>Dataset</h2>")
+    parts.append(f"<p>{len(manifest)} slices from {manifest['patient'].nunique()} patients; splits are patient-level and stratified by class. "
+                 f"Preprocessed to {prep['size']}&times;{prep['size']}, {prep['channels']} channel(s), HU window {prep['window']}.</p>")
+    parts.append(_table(dataset_table(manifest)))
+    if len(skipped):
+        parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped as unreadable or inconsistent:</p>")
+        parts.append(_table(skipped))
+    else:
+        parts.append("<p class='note'>No files were skipped.</p>")
+
+    parts.append("<h2>Real vs synthetic images</h2><div class='grids'>")
+    for label in inputs.generated_grids:
+        if f"real_{label}" in figures:
+            parts.append(f"<figure>{_img(figures[f'real_{label}'], f'real {label}')}<figcaption>real {html.escape(label)} (train split)</figcaption></figure>")
+        parts.append(f"<figure>{_img(figures[f'synthetic_{label}'], f'synthetic {label}')}<figcaption>synthetic {html.escape(label)} (DCGAN)</figcaption></figure>")
+    parts.append("</div>")
+
+    parts.append("<h2>DCGAN training</h2>")
+    parts.append(_img(figures["losses"], "loss curves"))
+
+    parts.append("<h2>Classifier (DenseNet-169, real data)</h2>")
+    shown = {k: metrics[k] for k in ("accuracy", "f1", "auc", "sensitivity", "specificity", "n", "n_positive") if k in metrics}
+    parts.append(f"<p>Trained on the real train split, epoch chosen by validation AUC ({metrics.get('selected_epoch', '?')}), "
+                 f"evaluated on the real test split with <b>{html.escape(positive)}</b> as the positive class. "
+                 f"Weights: {html.escape(str(metrics.get('weights') or 'random initialisation'))}.</p>")
+    parts.append(_table(pd.DataFrame([shown])))
+    parts.append(_img(figures["history"], "classifier history"))
+
+    parts.append("<h2>Seed 000: generated images judged by the classifier</h2>")
+    parts.append(_table(seed000_table(summary, metrics, positive)))
+    parts.append("<p class='note'>* The COVID-CT baseline's published figures, obtained with ImageNet-pretrained weights "
+                 "on the full COVID-CT test split; this run trains from scratch on its own data, so compare the synthetic "
+                 "share with the real share of the same classifier, not with the paper's number.</p>")
+    parts.append(_img(figures["scatter"], "positive rate per set"))
+    parts.append(_table(summary))
+
+    if inputs.benchmarks:
+        rows = []
+        for path in inputs.benchmarks:
+            frame = pd.read_csv(path, sep="\t")
+            rows.append({"job": Path(path).stem, "seconds": float(frame["s"].iloc[0]), "max RSS (MB)": float(frame["max_rss"].iloc[0])})
+        parts.append("<h2>Stage timings</h2>")
+        parts.append(_table(pd.DataFrame(rows).sort_values("job"), "{:.1f}"))
+
+    if inputs.config:
+        parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(inputs.config, indent=2)) + "</pre>")
+    parts.append("</body></html>")
+    index = out_dir / "index.html"
+    write_text(index, "\n".join(parts))
+    return index

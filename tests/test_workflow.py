@@ -1,0 +1,123 @@
+"""End-to-end: the Snakemake workflow on a tiny phantom config, its caching, and its errors."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "configs" / "tiny.yaml"
+RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report"}
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, configfiles=(TINY,)) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--cores", "2", "--configfile", *map(str, configfiles), *args]
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=900)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse Snakemake's 'Job stats' table."""
+    block = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in block.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_dry_run_shows_the_whole_chain(tmp_path):
+    result = snakemake(tmp_path, "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert RULES <= set(counts)
+    assert counts["train_dcgan"] == 2 and counts["generate_dcgan"] == 2
+
+
+def test_end_to_end_artifacts(tiny_run):
+    results = tiny_run / "results"
+    html = (results / "report" / "index.html").read_text()
+    for section in ("Dataset", "Real vs synthetic images", "DCGAN training", "Classifier", "Seed 000"):
+        assert section in html
+    metrics = json.loads((results / "phantom_ct" / "classifier" / "metrics.json").read_text())
+    assert metrics["positive_class"] == "covid" and 0 <= metrics["auc"] <= 1
+    sets = pd.read_csv(results / "phantom_ct" / "dcgan" / "score" / "sets.csv")
+    synthetic = sets[sets.source == "synthetic"]
+    assert len(synthetic) == 2 * 2 and (synthetic["n"] == 4).all()
+    assert (sets[sets.source == "real"]["n"] > 0).all()
+    generated = torch.load(results / "phantom_ct" / "dcgan" / "covid" / "generated.pt", weights_only=True)["images"]
+    assert generated.shape == (8, 1, 32, 32) and generated.dtype == torch.uint8
+    assert len(list((results / "phantom_ct" / "dcgan" / "covid" / "generated").glob("*.png"))) == 8
+    losses = pd.read_csv(results / "phantom_ct" / "dcgan" / "covid" / "losses.csv")
+    assert len(losses) == losses["step"].max() + 1
+    manifest = pd.read_csv(results / "phantom_ct" / "ingest" / "manifest.csv", dtype=str)
+    assert manifest.groupby("patient")["split"].nunique().max() == 1
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_n_images_reruns_generate_score_report_only(tiny_run):
+    override = tiny_run / "more_images.yaml"
+    override.write_text("dcgan:\n  generate:\n    n_images: 12\n")
+    generator = tiny_run / "results" / "phantom_ct" / "dcgan" / "covid" / "generator.pt"
+    before = generator.stat().st_mtime_ns
+    planned = snakemake(tiny_run, "-n", configfiles=(TINY, override))
+    assert set(job_counts(planned.stdout + planned.stderr)) == {"generate_dcgan", "score_dcgan", "report", "all"}
+    result = snakemake(tiny_run, configfiles=(TINY, override))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert generator.stat().st_mtime_ns == before
+    generated = torch.load(generator.with_name("generated.pt"), weights_only=True)["images"]
+    assert len(generated) == 12
+
+
+def test_invalid_config_stops_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dcgan:\n  train:\n    learning_rate: 0.1\n")
+    result = snakemake(tmp_path, "-n", configfiles=(TINY, bad))
+    assert result.returncode != 0
+    assert "dcgan.train.learning_rate" in result.stderr
+
+
+def test_bad_input_file_stops_naming_it_and_leaves_no_manifest(tmp_path):
+    from PIL import Image
+
+    for label in ("covid", "noncovid"):
+        folder = tmp_path / "data" / label
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (20, 20), color=40 * i).save(folder / f"{label}_{i}.png")
+    (tmp_path / "data" / "covid" / "covid_3.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
+    config = tmp_path / "folder.yaml"
+    config.write_text(
+        "datasets:\n  mine:\n    format: image_folder\n    path: data\n"
+        "dcgan:\n  dataset: mine\n"
+    )
+    target = "results/mine/ingest/manifest.csv"
+    result = snakemake(tmp_path, target, configfiles=(TINY, config))
+    assert result.returncode != 0
+    assert "covid_3.png" in result.stdout + result.stderr
+    assert not (tmp_path / target).exists()
+    assert not list((tmp_path / "results" / "mine" / "ingest").glob("*")) if (tmp_path / "results" / "mine" / "ingest").exists() else True

@@ -1,0 +1,50 @@
+rule phantom_ct:
+    """Write the built-in CT phantom (DICOM series, NIfTI volumes and masks) from a seed."""
+    output:
+        directory(f"{RESULTS}/phantom/{{dataset}}"),
+    params:
+        phantom=lambda wc: dataset_spec(wc.dataset)["phantom"],
+    log:
+        f"{LOGS}/phantom_ct/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/phantom_ct/{{dataset}}.tsv"
+    script:
+        "../scripts/phantom_ct.py"
+
+
+rule ingest:
+    """Read every file of a dataset, validate it and write the slice manifest."""
+    input:
+        ingest_input,
+    output:
+        manifest=f"{RESULTS}/{{dataset}}/ingest/manifest.csv",
+        skipped=f"{RESULTS}/{{dataset}}/ingest/skipped.csv",
+    params:
+        root=lambda wc: dataset_root(wc.dataset),
+        spec=lambda wc: ingest_spec(wc.dataset),
+    log:
+        f"{LOGS}/ingest/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/ingest/{{dataset}}.tsv"
+    script:
+        "../scripts/ingest.py"
+
+
+rule preprocess:
+    """Window/normalise, convert, resize and cache slices as uint8 tensors per split."""
+    input:
+        manifest=rules.ingest.output.manifest,
+    output:
+        train=f"{RESULTS}/{{dataset}}/preprocessed/train.pt",
+        val=f"{RESULTS}/{{dataset}}/preprocessed/val.pt",
+        test=f"{RESULTS}/{{dataset}}/preprocessed/test.pt",
+        summary=f"{RESULTS}/{{dataset}}/preprocessed/summary.json",
+    params:
+        root=lambda wc: dataset_root(wc.dataset),
+        settings=config["preprocess"],
+    log:
+        f"{LOGS}/preprocess/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/preprocess/{{dataset}}.tsv"
+    script:
+        "../scripts/preprocess.py"

@@ -1,0 +1,94 @@
+rule train_dcgan:
+    """Train seed 000's DCGAN on one class; checkpoints in work/ survive a killed job and are resumed."""
+    input:
+        train=preprocessed("{dataset}", "train"),
+    output:
+        generator=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/generator.pt",
+        losses=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/losses.csv",
+    params:
+        settings=lambda wc: train_settings(config, wc.label),
+        model=config["dcgan"]["model"],
+        work=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/work",
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/train_dcgan/{{dataset}}_{{label}}.log",
+    benchmark:
+        f"{BENCH}/train_dcgan/{{dataset}}_{{label}}.tsv"
+    script:
+        "../scripts/train_dcgan.py"
+
+
+rule generate_dcgan:
+    """Sample N images of one class: PNG files, one tensor file and a sample grid."""
+    input:
+        generator=rules.train_dcgan.output.generator,
+    output:
+        tensor=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/generated.pt",
+        images=directory(f"{RESULTS}/{{dataset}}/dcgan/{{label}}/generated"),
+        grid=report(
+            f"{RESULTS}/{{dataset}}/dcgan/{{label}}/grid.png",
+            caption="../report/generated_grid.rst",
+            category="Synthetic images",
+            labels={"class": "{label}"},
+        ),
+    params:
+        settings=config["dcgan"]["generate"],
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/generate_dcgan/{{dataset}}_{{label}}.log",
+    benchmark:
+        f"{BENCH}/generate_dcgan/{{dataset}}_{{label}}.tsv"
+    script:
+        "../scripts/generate_dcgan.py"
+
+
+rule train_classifier:
+    """DenseNet-169 on the real train split, best validation-AUC epoch, metrics on the real test split."""
+    input:
+        train=preprocessed("{dataset}", "train"),
+        val=preprocessed("{dataset}", "val"),
+        test=preprocessed("{dataset}", "test"),
+    output:
+        model=f"{RESULTS}/{{dataset}}/classifier/model.pt",
+        metrics=f"{RESULTS}/{{dataset}}/classifier/metrics.json",
+        history=f"{RESULTS}/{{dataset}}/classifier/history.csv",
+    params:
+        settings=config["classifier"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/train_classifier/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/train_classifier/{{dataset}}.tsv"
+    script:
+        "../scripts/train_classifier.py"
+
+
+rule score_dcgan:
+    """Seed 000's validation: share of generated (and real) images the classifier calls positive, per set."""
+    input:
+        model=f"{RESULTS}/{classifier_dataset()}/classifier/model.pt",
+        test=preprocessed(classifier_dataset(), "test"),
+        generated=expand(
+            f"{RESULTS}/{{{{dataset}}}}/dcgan/{{label}}/generated.pt", label=config["dcgan"]["classes"]
+        ),
+    output:
+        sets=f"{RESULTS}/{{dataset}}/dcgan/score/sets.csv",
+        summary=f"{RESULTS}/{{dataset}}/dcgan/score/summary.csv",
+    params:
+        labels=config["dcgan"]["classes"],
+        settings=config["score"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        f"{LOGS}/score_dcgan/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/score_dcgan/{{dataset}}.tsv"
+    script:
+        "../scripts/score_dcgan.py"
