@@ -40,16 +40,42 @@ def predict_proba(model: DenseNetClassifier, images: torch.Tensor, batch_size: i
     return torch.cat(outputs).numpy()
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64) -> None:
+    """Recompute every BatchNorm's running mean/variance as the exact average over ``images``.
+
+    Training from scratch with few steps per epoch leaves the exponential running
+    statistics behind the weights, and eval-mode predictions collapse to one class;
+    re-estimating them over the (unaugmented) training images fixes that, as SWA's
+    ``update_bn`` does. ``images`` are uint8 ``(N, C, S, S)``.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = {m: m.momentum for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()
+    device = next(model.parameters()).device
+    for i in range(0, len(images), batch_size):
+        model(decode_uint8(images[i : i + batch_size]).to(device))
+    for m in norms:
+        m.momentum = momenta[m]
+    model.train(was_training)
+
+
 def train_classifier(
     train: dict,
     val: dict,
     *,
     positive_class: str,
-    epochs: int = 8,
+    epochs: int = 12,
     batch_size: int = 16,
-    lr: float = 1e-4,
+    lr: float = 1e-3,
     seed: int = 0,
-    crop_scale: tuple[float, float] = (0.5, 1.0),
+    crop_scale: tuple[float, float] = (0.8, 1.0),
     weights: str | None = None,
     device: str = "auto",
     progress: bool = True,
@@ -89,6 +115,7 @@ def train_classifier(
             optimiser.step()
             running += loss.item()
         bar.close()
+        recalibrate_batchnorm(model, images)
         record = {"epoch": epoch + 1, "train_loss": running / steps}
         if len(val["images"]):
             probs = predict_proba(model, val["images"])[:, positive]

@@ -13,11 +13,11 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from skimage.transform import resize
 
 from .errors import InputDataError
+from .ingest import read_manifest
 from .io_utils import torch_save, write_json
 from .readers import load_image
 from .runlog import progress_bar
@@ -100,7 +100,7 @@ def preprocess_dataset(
     Each ``.pt`` holds ``images`` (uint8 ``(N, C, S, S)``), ``labels`` (int64 indices
     into ``classes``), ``classes`` (sorted class names), ``ids`` and ``patients``.
     """
-    manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
+    manifest = read_manifest(manifest_path)
     if manifest.empty:
         raise InputDataError(manifest_path, "the manifest has no slices", "check the dataset path and class folders")
     check_no_leakage(manifest)

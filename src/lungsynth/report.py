@@ -18,6 +18,7 @@ import pandas as pd
 from . import __version__
 from .figures import classifier_history, loss_curves, positive_rate_scatter
 from .generation import image_grid, save_png
+from .ingest import read_manifest
 from .io_utils import write_text
 from .preprocess import load_split
 
@@ -111,7 +112,7 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     """Write ``out_dir/index.html`` and the figure PNGs; return the HTML path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = pd.read_csv(inputs.manifest, dtype=str, keep_default_na=False)
+    manifest = read_manifest(inputs.manifest)
     skipped = pd.read_csv(inputs.skipped, dtype=str, keep_default_na=False)
     prep = json.loads(Path(inputs.preprocess_summary).read_text())
     metrics = json.loads(Path(inputs.classifier_metrics).read_text())

@@ -46,7 +46,7 @@ def score_sets(
     Returns:
         ``sets`` (one row per set, :data:`SET_COLUMNS`) and ``summary`` (one row per
         source and class: images, sets, mean per-set share with a t interval over
-        sets, pooled share with a Wilson interval).
+        sets clipped to [0, 1], pooled share with a Wilson interval).
     """
     positive = classes.index(positive_class)
     rows = []
@@ -66,6 +66,7 @@ def score_sets(
     summary_rows = []
     for (source, label), group in sets.groupby(["source", "class"], sort=False):
         mean, low, high = t_interval(group["share_predicted_positive"], confidence)
+        low, high = max(0.0, low), min(1.0, high)  # a share lies in [0, 1]
         pooled, p_low, p_high = wilson_interval(int(group["n_predicted_positive"].sum()), int(group["n"].sum()), confidence)
         summary_rows.append({
             "source": source, "class": label, "n_images": int(group["n"].sum()), "n_sets": len(group),
