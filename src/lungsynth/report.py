@@ -108,6 +108,53 @@ def seed000_table(summary: pd.DataFrame, metrics: dict, positive: str) -> pd.Dat
     ])
 
 
+def stage_table(paths: list[Path]) -> pd.DataFrame:
+    """Wall time and peak memory per job from Snakemake ``benchmark:`` TSVs (``<rule>/<job>.tsv``)."""
+    rows = []
+    for path in map(Path, paths):
+        frame = pd.read_csv(path, sep="\t")
+        rows.append({"stage": path.parent.name, "job": path.stem, "seconds": float(frame["s"].iloc[0]),
+                     "max RSS (MB)": float(frame["max_rss"].iloc[0])})
+    return pd.DataFrame(rows, columns=["stage", "job", "seconds", "max RSS (MB)"])
+
+
+def share_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The score summary with shares as percentages and intervals in brackets."""
+    rows = []
+    for r in summary.itertuples(index=False):
+        rows.append({
+            "source": r.source, "class": r[1], "images": r.n_images, "sets": r.n_sets,
+            "mean share of sets [CI]": f"{_pct(r.mean_share_positive)} [{_pct(r.ci_low)}, {_pct(r.ci_high)}]",
+            "pooled share [Wilson CI]": f"{_pct(r.pooled_share_positive)} [{_pct(r.pooled_ci_low)}, {_pct(r.pooled_ci_high)}]",
+        })
+    return pd.DataFrame(rows)
+
+
+def interpret_shares(summary: pd.DataFrame, positive: str) -> list[str]:
+    """Plain-language reading of the positive shares (what a reviewer would point out)."""
+
+    def pooled(source: str, label: str) -> float:
+        row = summary[(summary["source"] == source) & (summary["class"] == label)]
+        return float(row["pooled_share_positive"].iloc[0]) if len(row) else float("nan")
+
+    notes = []
+    synth, real = pooled("synthetic", positive), pooled("real", positive)
+    if synth == synth and real == real:
+        notes.append(f"The classifier calls {_pct(synth)} of generated {positive} images {positive}, "
+                     f"against {_pct(real)} of real {positive} test images.")
+    negatives = [label for label in summary["class"].unique() if label != positive]
+    for label in negatives:
+        synth_neg, real_neg = pooled("synthetic", label), pooled("real", label)
+        if synth_neg == synth_neg and real_neg == real_neg:
+            notes.append(f"Generated {label} images are called {positive} {_pct(synth_neg)} of the time "
+                         f"(real {label}: {_pct(real_neg)}).")
+            if synth_neg >= 0.5 and synth_neg - real_neg > 0.25:
+                notes.append(f"Warning: generated images of both classes are called {positive}, so the classifier is "
+                             "reacting to generator artefacts rather than to class features; a high synthetic "
+                             f"{positive} rate here is not evidence of realistic lesions. Train longer or at paper settings.")
+    return notes
+
+
 def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsynth report") -> Path:
     """Write ``out_dir/index.html`` and the figure PNGs; return the HTML path."""
     out_dir = Path(out_dir)
@@ -175,19 +222,17 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     parts.append("<p class='note'>* The COVID-CT baseline's published figures, obtained with ImageNet-pretrained weights "
                  "on the full COVID-CT test split; this run trains from scratch on its own data, so compare the synthetic "
                  "share with the real share of the same classifier, not with the paper's number.</p>")
+    parts.append("".join(f"<p>{html.escape(note)}</p>" for note in interpret_shares(summary, positive)))
     parts.append(_img(figures["scatter"], "positive rate per set"))
-    parts.append(_table(summary))
+    parts.append(_table(share_summary_table(summary)))
 
     if inputs.benchmarks:
-        rows = []
-        for path in inputs.benchmarks:
-            frame = pd.read_csv(path, sep="\t")
-            rows.append({"job": Path(path).stem, "seconds": float(frame["s"].iloc[0]), "max RSS (MB)": float(frame["max_rss"].iloc[0])})
         parts.append("<h2>Stage timings</h2>")
-        parts.append(_table(pd.DataFrame(rows).sort_values("job"), "{:.1f}"))
+        parts.append(_table(stage_table(inputs.benchmarks), "{:.1f}"))
 
     if inputs.config:
-        parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(inputs.config, indent=2)) + "</pre>")
+        parts.append("<h2>Configuration</h2><details><summary>validated config with all defaults</summary><pre>"
+                     + html.escape(json.dumps(inputs.config, indent=2)) + "</pre></details>")
     parts.append("</body></html>")
     index = out_dir / "index.html"
     write_text(index, "\n".join(parts))
