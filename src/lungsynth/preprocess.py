@@ -113,7 +113,8 @@ def preprocess_dataset(
         arrays.append(preprocess_slice(image, row["unit"], window=window, normalise_8bit=normalise_8bit,
                                        channels=channels, size=size))
     stacked = torch.from_numpy(np.stack(arrays))
-    summary: dict = {"classes": classes, "size": size, "channels": channels, "window": list(window), "counts": {}}
+    summary: dict = {"classes": classes, "size": size, "channels": channels, "window": list(window),
+                     "normalise_8bit": normalise_8bit, "counts": {}}
     for split in SPLITS:
         rows = np.flatnonzero(manifest["split"].to_numpy() == split)
         labels = torch.tensor([classes.index(c) for c in manifest["class"].iloc[rows]], dtype=torch.int64)

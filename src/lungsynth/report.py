@@ -190,8 +190,14 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
              f"<h1>{html.escape(title)}</h1><p class='note'>lungsynth {__version__} &middot; dataset <b>{html.escape(inputs.dataset)}</b></p>"]
 
     parts.append("<h2>Dataset</h2>")
+    units = set(manifest["unit"])
+    scaling = []
+    if "HU" in units:
+        scaling.append(f"HU window {prep['window']}")
+    if "8bit" in units:
+        scaling.append(f"8-bit sources normalised ({prep.get('normalise_8bit', 'percentile')})")
     parts.append(f"<p>{len(manifest)} slices from {manifest['patient'].nunique()} patients; splits are patient-level and stratified by class. "
-                 f"Preprocessed to {prep['size']}&times;{prep['size']}, {prep['channels']} channel(s), HU window {prep['window']}.</p>")
+                 f"Preprocessed to {prep['size']}&times;{prep['size']}, {prep['channels']} channel(s), {'; '.join(scaling)}.</p>")
     parts.append(_table(dataset_table(manifest)))
     if len(skipped):
         parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped as unreadable or inconsistent:</p>")
