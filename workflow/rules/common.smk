@@ -73,3 +73,28 @@ def all_targets():
     if config["dcgan"]["enabled"]:
         targets.append(f"{RESULTS}/report/index.html")
     return targets
+
+
+def report_inputs(wildcards):
+    d, c = dcgan_dataset(), classifier_dataset()
+    labels = config["dcgan"]["classes"]
+    return {
+        "manifest": f"{RESULTS}/{d}/ingest/manifest.csv",
+        "skipped": f"{RESULTS}/{d}/ingest/skipped.csv",
+        "summary": f"{RESULTS}/{d}/preprocessed/summary.json",
+        "train": preprocessed(d, "train"),
+        "grids": [f"{RESULTS}/{d}/dcgan/{label}/grid.png" for label in labels],
+        "losses": [f"{RESULTS}/{d}/dcgan/{label}/losses.csv" for label in labels],
+        "metrics": f"{RESULTS}/{c}/classifier/metrics.json",
+        "history": f"{RESULTS}/{c}/classifier/history.csv",
+        "sets": f"{RESULTS}/{d}/dcgan/score/sets.csv",
+        "score_summary": f"{RESULTS}/{d}/dcgan/score/summary.csv",
+        "benchmarks": [
+            f"{BENCH}/ingest/{d}.tsv",
+            f"{BENCH}/preprocess/{d}.tsv",
+            *[f"{BENCH}/train_dcgan/{d}_{label}.tsv" for label in labels],
+            *[f"{BENCH}/generate_dcgan/{d}_{label}.tsv" for label in labels],
+            f"{BENCH}/train_classifier/{c}.tsv",
+            f"{BENCH}/score_dcgan/{d}.tsv",
+        ],
+    }

@@ -4,6 +4,8 @@ rule phantom_ct:
         directory(f"{RESULTS}/phantom/{{dataset}}"),
     params:
         phantom=lambda wc: dataset_spec(wc.dataset)["phantom"],
+    conda:
+        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/phantom_ct/{{dataset}}.log",
     benchmark:
@@ -22,6 +24,8 @@ rule ingest:
     params:
         root=lambda wc: dataset_root(wc.dataset),
         spec=lambda wc: ingest_spec(wc.dataset),
+    conda:
+        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/ingest/{{dataset}}.log",
     benchmark:
@@ -42,6 +46,8 @@ rule preprocess:
     params:
         root=lambda wc: dataset_root(wc.dataset),
         settings=config["preprocess"],
+    conda:
+        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/preprocess/{{dataset}}.log",
     benchmark:

@@ -12,6 +12,8 @@ rule train_dcgan:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/train_dcgan/{{dataset}}_{{label}}.log",
     benchmark:
@@ -38,6 +40,8 @@ rule generate_dcgan:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/generate_dcgan/{{dataset}}_{{label}}.log",
     benchmark:
@@ -61,6 +65,8 @@ rule train_classifier:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/train_classifier/{{dataset}}.log",
     benchmark:
@@ -86,6 +92,8 @@ rule score_dcgan:
     threads: 2
     resources:
         gpu=1,
+    conda:
+        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/score_dcgan/{{dataset}}.log",
     benchmark:
