@@ -92,6 +92,8 @@ def test_changing_n_images_reruns_generate_score_report_only(tiny_run):
     assert generator.stat().st_mtime_ns == before
     generated = torch.load(generator.with_name("generated.pt"), weights_only=True)["images"]
     assert len(generated) == 12
+    # put the shared run back to the tiny config for the tests after this one
+    assert snakemake(tiny_run).returncode == 0
 
 
 def test_invalid_config_stops_naming_the_key(tmp_path):
@@ -122,3 +124,53 @@ def test_bad_input_file_stops_naming_it_and_leaves_no_manifest(tmp_path):
     assert "covid_3.png" in result.stdout + result.stderr
     ingest_dir = tmp_path / "results" / "mine" / "ingest"
     assert not ingest_dir.exists() or not list(ingest_dir.iterdir())
+
+
+@pytest.mark.realdata
+def test_example_config_ingests_and_preprocesses_real_covid_ct(tmp_path, realdata_dir):
+    """config/examples/covid_ct.yaml up to the cached tensors on the real COVID-CT sample."""
+    example = REPO / "config" / "examples" / "covid_ct.yaml"
+    override = tmp_path / "where.yaml"
+    override.write_text(f"datasets:\n  covid_ct:\n    path: {realdata_dir / 'covid-ct'}\n")
+    result = snakemake(tmp_path, "results/covid_ct/preprocessed/summary.json", configfiles=(example, override))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "results" / "covid_ct" / "preprocessed" / "summary.json").read_text())
+    counts = summary["counts"]
+    assert sum(counts[s]["covid"] for s in ("train", "val", "test")) == 191
+    assert sum(counts[s]["noncovid"] for s in ("train", "val", "test")) == 234
+    manifest = pd.read_csv(tmp_path / "results" / "covid_ct" / "ingest" / "manifest.csv", dtype=str)
+    assert manifest.groupby("patient")["split"].nunique().max() == 1
+
+
+def test_skip_mode_leaves_bad_file_out_and_lists_it(tmp_path):
+    from PIL import Image
+
+    for label in ("covid", "noncovid"):
+        folder = tmp_path / "data" / label
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (20, 20), color=40 * i).save(folder / f"{label}_{i}.png")
+    (tmp_path / "data" / "noncovid" / "noncovid_0.png").write_bytes(b"not an image")
+    config = tmp_path / "skip.yaml"
+    config.write_text(
+        "datasets:\n  mine:\n    format: image_folder\n    path: data\n    on_bad_file: skip\n"
+        "    split: {fractions: {train: 0.5, val: 0.25, test: 0.25}}\n"
+        "dcgan:\n  dataset: mine\n"
+    )
+    result = snakemake(tmp_path, "results/mine/ingest/manifest.csv", configfiles=(TINY, config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    skipped = pd.read_csv(tmp_path / "results" / "mine" / "ingest" / "skipped.csv")
+    assert skipped["path"].str.contains("noncovid_0.png").any()
+    manifest = pd.read_csv(tmp_path / "results" / "mine" / "ingest" / "manifest.csv", dtype=str)
+    assert len(manifest) == 7
+
+
+def test_changing_one_class_setting_retrains_that_class_only(tiny_run):
+    override = tiny_run / "covid_longer.yaml"
+    override.write_text("dcgan:\n  per_class:\n    covid:\n      epochs: 4\n")
+    planned = snakemake(tiny_run, "-n", configfiles=(TINY, override))
+    output = planned.stdout + planned.stderr
+    counts = job_counts(output)
+    assert counts.get("train_dcgan") == 1 and counts.get("generate_dcgan") == 1
+    assert "train_classifier" not in counts and "preprocess" not in counts
+    assert "label=covid" in output and "label=noncovid" not in output
