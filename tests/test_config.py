@@ -9,6 +9,8 @@ from lungsynth.errors import ConfigError
 
 def _walk(schema, path="", defs=None):
     defs = defs or schema.get("$defs", {})
+    if schema.get("x-overrides"):
+        return  # override objects have no defaults by design (they inherit)
     for name, sub in schema.get("properties", {}).items():
         yield f"{path}.{name}".lstrip("."), sub
         if sub.get("type") == "object" or "properties" in sub:
@@ -79,3 +81,20 @@ def test_paper_config_matches_seed_000():
     train = config["dcgan"]["train"]
     assert (train["batch_size"], train["lr"], train["beta1"], train["epochs"]) == (16, 2e-4, 0.5, 3000)
     assert config["score"]["n_sets"] == 10 and config["score"]["set_size"] == 100
+
+
+def test_per_class_override_keeps_the_users_other_settings():
+    """An override must not reset unset keys to schema defaults (they inherit from `train`)."""
+    config = validate_config({"dcgan": {"train": {"lr": 0.001}, "per_class": {"covid": {"epochs": 7}}}})
+    assert config["dcgan"]["per_class"]["covid"] == {"epochs": 7}
+    assert train_settings(config, "covid")["lr"] == 0.001
+    assert train_settings(config, "covid")["epochs"] == 7
+
+
+def test_dataset_preprocess_override_inherits_the_rest():
+    from lungsynth.config import preprocess_settings
+
+    config = validate_config({"datasets": {"phantom_ct": {"format": "phantom_ct", "preprocess": {"size": 32}}},
+                              "preprocess": {"channels": 3}})
+    settings = preprocess_settings(config, "phantom_ct")
+    assert settings["size"] == 32 and settings["channels"] == 3 and settings["window"] == [-600, 1500]

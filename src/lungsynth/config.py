@@ -31,7 +31,9 @@ def _defaulting_validator(schema: dict):
     base = jsonschema.Draft202012Validator
 
     def set_defaults(validator, properties, instance, subschema):
-        if isinstance(instance, dict):
+        # objects marked x-overrides hold only what the user set: they are merged over
+        # the settings they override, so filling defaults there would mask the user's values
+        if isinstance(instance, dict) and not subschema.get("x-overrides"):
             for name, sub in properties.items():
                 if name not in instance:
                     # resolve a $ref so referenced objects get their default too
@@ -133,7 +135,7 @@ def _check_cross_keys(config: dict) -> None:
         model = dcgan["model"]
         if len(model["generator_widths"]) != len(model["discriminator_widths"]):
             raise ConfigError("config key dcgan.model.discriminator_widths: needs as many entries as generator_widths")
-        size = config["preprocess"]["size"]
+        size = preprocess_settings(config, dcgan["dataset"])["size"]
         factor = 2 ** len(model["generator_widths"])
         if size % factor:
             raise ConfigError(
@@ -165,10 +167,17 @@ def _dataset_classes(spec: dict) -> list[str] | None:
     return [spec["default_class"]]
 
 
-def train_settings(config: dict, label: str) -> dict:
-    """The DCGAN training settings of one class: ``dcgan.train`` updated by ``dcgan.per_class[label]``."""
-    settings = dict(config["dcgan"]["train"])
-    settings.update(config["dcgan"]["per_class"].get(label, {}))
+def train_settings(config: dict, label: str, branch: str = "dcgan") -> dict:
+    """Training settings of one class: ``<branch>.train`` updated by ``<branch>.per_class[label]``."""
+    settings = dict(config[branch]["train"])
+    settings.update(config[branch]["per_class"].get(label, {}))
+    return settings
+
+
+def preprocess_settings(config: dict, dataset: str) -> dict:
+    """Preprocessing of one dataset: top-level ``preprocess`` updated by ``datasets.<name>.preprocess``."""
+    settings = dict(config["preprocess"])
+    settings.update(config["datasets"][dataset].get("preprocess", {}))
     return settings
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from lungsynth.config import train_settings, validate_config  # noqa: E402
+from lungsynth.config import preprocess_settings, train_settings, validate_config  # noqa: E402
 from lungsynth.errors import ConfigError  # noqa: E402
 
 try:

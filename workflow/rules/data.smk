@@ -45,7 +45,7 @@ rule preprocess:
         summary=f"{RESULTS}/{{dataset}}/preprocessed/summary.json",
     params:
         root=lambda wc: dataset_root(wc.dataset),
-        settings=config["preprocess"],
+        settings=lambda wc: preprocess_settings(config, wc.dataset),
     conda:
         "../../envs/lungsynth.yaml"
     log:
