@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/dcgan.smk"
+include: "workflow/rules/lusgan.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -19,7 +19,7 @@ def _save(fig, path: str | Path) -> None:
     plt.close(fig)
 
 
-def loss_curves(curves: dict[str, pd.DataFrame], path: str | Path, smooth: int = 10) -> None:
+def loss_curves(curves: dict[str, pd.DataFrame], path: str | Path, smooth: int = 10, title: str = "DCGAN") -> None:
     """One panel per class: D and G loss per step (thin) and a moving average (bold)."""
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.4), squeeze=False)
     for ax, (label, frame) in zip(axes[0], curves.items()):
@@ -27,9 +27,9 @@ def loss_curves(curves: dict[str, pd.DataFrame], path: str | Path, smooth: int =
             ax.plot(frame["step"], frame[column], color=colour, alpha=0.25, linewidth=0.8)
             ax.plot(frame["step"], frame[column].rolling(smooth, min_periods=1).mean(), color=colour,
                     linewidth=1.8, label=column.replace("loss_", "loss "))
-        ax.set_title(f"DCGAN {label}")
+        ax.set_title(f"{title} {label}")
         ax.set_xlabel("step")
-        ax.set_ylabel("BCE loss")
+        ax.set_ylabel("loss")
         ax.legend(frameon=False)
         ax.grid(alpha=0.3)
     _save(fig, path)
@@ -69,4 +69,40 @@ def classifier_history(history: pd.DataFrame, path: str | Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     ax.set_title("DenseNet-169 classifier")
+    _save(fig, path)
+
+
+METRIC_LABELS = {
+    "ms_ssim": "MS-SSIM (higher = more similar)",
+    "ssim": "SSIM (higher = more similar)",
+    "psnr": "PSNR dB (higher = more similar)",
+    "psnr_b": "PSNR-B dB (higher = more similar)",
+    "rmse": "RMSE (lower = more similar)",
+    "rase": "RASE (lower = more similar)",
+    "sam": "SAM rad (lower = more similar)",
+    "scc": "SCC (higher = more similar)",
+}
+
+
+def metric_boxplots(values: dict, scores: list[str], metrics: list[str], path: str | Path) -> None:
+    """One panel per metric: generated-vs-real values of all pairs, one box per severity score.
+
+    ``values`` maps ``"<score>/<metric>"`` to a 1-D tensor or array of pair values.
+    """
+    columns = min(4, len(metrics))
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.0 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        data = []
+        for score in scores:
+            v = values.get(f"{score}/{metric}")
+            v = v.numpy() if hasattr(v, "numpy") else v
+            data.append(v[v == v] if v is not None else [])
+        ax.boxplot(data, showfliers=False)
+        ax.set_xticks(range(1, len(scores) + 1), [f"score {s}" for s in scores], fontsize=8)
+        ax.set_title(METRIC_LABELS.get(metric, metric), fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle("generated vs real test frames, all pairs", fontsize=10)
     _save(fig, path)

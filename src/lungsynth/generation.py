@@ -62,13 +62,15 @@ def generate_images(
     grid_path: str | Path,
     grid: int = 36,
     device: str = "cpu",
+    loader=load_generator,
 ) -> torch.Tensor:
     """Sample ``n_images`` from a trained generator and write PNGs, a tensor file and a grid.
 
     ``image_dir`` is filled in a temporary sibling folder and renamed into place,
-    so it is either complete or absent.
+    so it is either complete or absent. ``loader(path, device)`` rebuilds the generator
+    (the DCGAN's by default).
     """
-    generator = load_generator(checkpoint, device)
+    generator = loader(checkpoint, device)
     images = sample_generator(generator, n_images, seed=seed)
     image_dir = Path(image_dir)
     staging = image_dir.with_name(f".{image_dir.name}.tmp")

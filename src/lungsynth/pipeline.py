@@ -101,3 +101,86 @@ def score_dcgan_job(
     write_csv(summary_out, summary)
     log.info("positive rates:\n%s", summary.to_string())
     return sets, summary
+
+
+def train_lusgan_job(
+    train_split: str | Path,
+    label: str,
+    model_config: dict,
+    settings: dict,
+    work_dir: str | Path,
+    generator_out: str | Path,
+    losses_out: str | Path,
+    progress: bool = True,
+) -> dict:
+    """Train seed 003's GAN for one severity score; resume from ``work_dir`` checkpoints when present."""
+    from .training_lus import LUSSettings, train_lus_gan
+
+    images = class_images(load_split(train_split), label)
+    fields = {f.name for f in dataclasses.fields(LUSSettings)}
+    settings = dict(settings)
+    if "beta1" in settings or "beta2" in settings:
+        settings["betas"] = (settings.pop("beta1", 0.5), settings.pop("beta2", 0.999))
+    result = train_lus_gan(images, model_config, LUSSettings(**{k: v for k, v in settings.items() if k in fields}),
+                           work_dir, progress=progress)
+    log.info("score %s: %d frames, %d iterations%s", label, len(images), result["steps"],
+             f", resumed from iteration {result['resumed_from']}" if result["resumed_from"] is not None else "")
+    torch_save(generator_out, {k: result[k] for k in ("generator", "model_config", "channels", "image_size", "step")}
+               | {"label": label})
+    write_csv(losses_out, pd.read_csv(result["loss_csv"]))
+    return result
+
+
+def _even_sample(images: torch.Tensor, cap: int | None) -> torch.Tensor:
+    """At most ``cap`` images, evenly spaced (frames of one video are adjacent, so this spreads over videos)."""
+    if cap is None or len(images) <= cap:
+        return images
+    index = torch.linspace(0, len(images) - 1, cap).round().long()
+    return images[index]
+
+
+def similarity_job(
+    generated: dict[str, str | Path],
+    train_split: str | Path,
+    test_split: str | Path,
+    settings: dict,
+    summary_out: str | Path,
+    diversity_out: str | Path,
+    nearest_out: str | Path,
+    values_out: str | Path,
+) -> None:
+    """Seed 003's similarity study, done correctly: all pairs per score, diversity and memorization.
+
+    * generated vs real: every generated image against every (capped) real test frame of the
+      same score, per metric;
+    * diversity: MS-SSIM among generated images vs among real test frames of the same score;
+    * memorization: each generated image's nearest training frame (MS-SSIM), near-copies flagged.
+    """
+    from . import similarity as sim
+
+    train, test = load_split(train_split), load_split(test_split)
+    confidence = settings["confidence"]
+    summary_rows, diversity_rows, nearest_frames = [], [], []
+    values: dict[str, torch.Tensor] = {}
+    for label, path in generated.items():
+        fake = torch_load(path)["images"].float() / 255.0
+        real = _even_sample(class_images(test, label), settings["max_real"]).float() / 255.0
+        train_real = class_images(train, label).float() / 255.0
+        matrices = sim.compare_sets(fake, real, metrics=tuple(settings["metrics"]))
+        for metric, matrix in matrices.items():
+            flat = matrix.flatten()
+            values[f"{label}/{metric}"] = flat
+            summary_rows.append({"score": label, "metric": metric, "pairs": int(flat.numel())}
+                                | sim.summarise(flat, confidence))
+        for source, images in (("generated", fake), ("real", real)):
+            diversity_rows.append({"score": label, "source": source, "images": len(images)}
+                                  | sim.summarise(sim.diversity(images, "ms_ssim"), confidence))
+        nearest = sim.nearest_neighbours(fake, train_real, "ms_ssim", threshold=settings["near_copy_threshold"])
+        nearest = nearest.rename(columns={"score": "similarity"})  # "score" is the severity score here
+        nearest.insert(0, "score", label)
+        nearest_frames.append(nearest)
+        log.info("score %s: %d generated x %d real frames compared", label, len(fake), len(real))
+    write_csv(summary_out, pd.DataFrame(summary_rows))
+    write_csv(diversity_out, pd.DataFrame(diversity_rows))
+    write_csv(nearest_out, pd.concat(nearest_frames, ignore_index=True))
+    torch_save(values_out, values)

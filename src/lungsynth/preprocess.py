@@ -77,8 +77,13 @@ def pad_square_resize(image: np.ndarray, size: int) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def preprocess_slice(image: np.ndarray, unit: str, *, window, normalise_8bit: str, channels: int, size: int) -> np.ndarray:
-    """One slice -> uint8 ``(channels, size, size)``."""
+def preprocess_slice(image: np.ndarray, unit: str, *, window, normalise_8bit: str, channels: int, size: int,
+                     crop_sector: bool = False) -> np.ndarray:
+    """One slice -> uint8 ``(channels, size, size)``; ``crop_sector`` first crops an ultrasound frame to its sector."""
+    if crop_sector:
+        from .ultrasound import crop_to_sector
+
+        image = crop_to_sector(image)
     unit_range = to_unit_range(image, unit, window, normalise_8bit)
     squared = pad_square_resize(convert_channels(unit_range, channels), size)
     return np.clip(np.rint(squared * 255.0), 0, 255).astype(np.uint8).transpose(2, 0, 1)
@@ -93,6 +98,7 @@ def preprocess_dataset(
     normalise_8bit: str = "percentile",
     channels: int = 1,
     size: int = 64,
+    crop_sector: bool = False,
     progress: bool = True,
 ) -> dict:
     """Write ``<out_dir>/{train,val,test}.pt`` and ``summary.json`` from a manifest.
@@ -111,7 +117,7 @@ def preprocess_dataset(
                                disable=not progress):
         image = load_image(root, row)
         arrays.append(preprocess_slice(image, row["unit"], window=window, normalise_8bit=normalise_8bit,
-                                       channels=channels, size=size))
+                                       channels=channels, size=size, crop_sector=crop_sector))
     stacked = torch.from_numpy(np.stack(arrays))
     summary: dict = {"classes": classes, "size": size, "channels": channels, "window": list(window),
                      "normalise_8bit": normalise_8bit, "counts": {}}

@@ -38,22 +38,39 @@ th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 
 @dataclass
 class ReportInputs:
-    """Paths of the artifacts one report is built from."""
+    """Paths of the artifacts one report is built from; a branch whose paths are None is left out."""
+
+    dataset: str | None = None
+    manifest: Path | None = None
+    skipped: Path | None = None
+    preprocess_summary: Path | None = None
+    train_split: Path | None = None
+    generated_grids: dict[str, Path] = field(default_factory=dict)
+    losses: dict[str, Path] = field(default_factory=dict)
+    classifier_metrics: Path | None = None
+    classifier_history: Path | None = None
+    score_sets: Path | None = None
+    score_summary: Path | None = None
+    positive_class: str = "covid"
+    lus: "LUSReportInputs | None" = None
+    benchmarks: list[Path] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+
+@dataclass
+class LUSReportInputs:
+    """Artifacts of the lung-ultrasound branch (seed 003)."""
 
     dataset: str
     manifest: Path
     skipped: Path
-    preprocess_summary: Path
     train_split: Path
     generated_grids: dict[str, Path]
     losses: dict[str, Path]
-    classifier_metrics: Path
-    classifier_history: Path
-    score_sets: Path
-    score_summary: Path
-    positive_class: str = "covid"
-    benchmarks: list[Path] = field(default_factory=list)
-    config: dict = field(default_factory=dict)
+    similarity_summary: Path
+    diversity: Path
+    nearest: Path
+    values: Path
 
 
 def _img(path: Path, alt: str) -> str:
@@ -155,10 +172,8 @@ def interpret_shares(summary: pd.DataFrame, positive: str) -> list[str]:
     return notes
 
 
-def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsynth report") -> Path:
-    """Write ``out_dir/index.html`` and the figure PNGs; return the HTML path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _dcgan_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
+    """Seed 000: dataset, real vs synthetic grids, DCGAN losses, classifier, positive shares."""
     manifest = read_manifest(inputs.manifest)
     skipped = pd.read_csv(inputs.skipped, dtype=str, keep_default_na=False)
     prep = json.loads(Path(inputs.preprocess_summary).read_text())
@@ -186,10 +201,7 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     figures["history"] = out_dir / "classifier_history.png"
     classifier_history(history, figures["history"])
 
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><p class='note'>lungsynth {__version__} &middot; dataset <b>{html.escape(inputs.dataset)}</b></p>"]
-
-    parts.append("<h2>Dataset</h2>")
+    parts = [f"<h2>Dataset: {html.escape(str(inputs.dataset))}</h2>"]
     units = set(manifest["unit"])
     scaling = []
     if "HU" in units:
@@ -232,6 +244,128 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     parts.append(_img(figures["scatter"], "positive rate per set"))
     parts.append(_table(share_summary_table(summary)))
 
+    return parts
+
+
+def diversity_table(diversity: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Generated vs real MS-SSIM among images of one score, side by side, with mode-collapse warnings.
+
+    Higher MS-SSIM among images = less diverse. Generated images that are much more alike than
+    real frames of the same score are the signature of mode collapse.
+    """
+    rows, notes = [], []
+    for score, group in diversity.groupby("score", sort=True):
+        cell = {}
+        for source in ("generated", "real"):
+            r = group[group["source"] == source]
+            if len(r):
+                r = r.iloc[0]
+                cell[source] = r
+        if not cell:
+            continue
+        row = {"score": score}
+        for source, r in cell.items():
+            row[f"{source} MS-SSIM mean [CI]"] = f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            row[f"{source} pairs"] = int(r["n"])
+        rows.append(row)
+        if "generated" in cell and "real" in cell and cell["generated"]["mean"] > cell["real"]["mean"] + 0.1:
+            notes.append(f"Score {score}: generated images are more alike ({cell['generated']['mean']:.2f}) than real frames "
+                         f"({cell['real']['mean']:.2f}): a sign of mode collapse.")
+    return pd.DataFrame(rows), notes
+
+
+def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
+    """Seed 003: per-score grids, losses, similarity distributions, diversity, memorization."""
+    import torch
+
+    from .figures import metric_boxplots
+
+    manifest = read_manifest(lus.manifest)
+    skipped = pd.read_csv(lus.skipped, dtype=str, keep_default_na=False)
+    summary = pd.read_csv(lus.similarity_summary, dtype={"score": str})
+    diversity = pd.read_csv(lus.diversity, dtype={"score": str})
+    nearest = pd.read_csv(lus.nearest, dtype={"score": str})
+    values = torch.load(lus.values, map_location="cpu", weights_only=True)
+    scores = list(lus.generated_grids)
+    parts = [f"<h2>Dataset: {html.escape(lus.dataset)}</h2>"]
+    counts = []
+    for score, group in manifest.groupby("class"):
+        row = {"score": score, "videos": group["source"].nunique(), "patients": group["patient"].nunique()}
+        for split in ("train", "val", "test"):
+            row[f"{split} frames"] = int((group["split"] == split).sum())
+        counts.append(row)
+    parts.append(f"<p>{len(manifest)} frames from {manifest['source'].nunique()} videos of {manifest['patient'].nunique()} "
+                 "patients; splits never divide a patient's (or video's) frames.</p>")
+    parts.append(_table(pd.DataFrame(counts)))
+    if len(skipped):
+        parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped:</p>" + _table(skipped))
+
+    parts.append("<h2>Real vs synthetic frames per severity score</h2><div class='grids'>")
+    train = load_split(lus.train_split)
+    for score in scores:
+        if score in train["classes"]:
+            real = train["images"][train["labels"] == train["classes"].index(score)]
+            path = out_dir / f"lus_real_{score}.png"
+            save_png(image_grid(real, 16), path)
+            parts.append(f"<figure>{_img(path, f'real score {score}')}<figcaption>real, score {html.escape(score)}</figcaption></figure>")
+        synthetic = out_dir / f"lus_synthetic_{score}.png"
+        shutil.copyfile(lus.generated_grids[score], synthetic)
+        parts.append(f"<figure>{_img(synthetic, f'synthetic score {score}')}<figcaption>synthetic, score {html.escape(score)}</figcaption></figure>")
+    parts.append("</div>")
+
+    losses_png = out_dir / "lus_loss_curves.png"
+    loss_curves({score: pd.read_csv(path) for score, path in lus.losses.items()}, losses_png, title="score")
+    parts.append("<h2>GAN training</h2>" + _img(losses_png, "LUS loss curves"))
+
+    metrics = list(dict.fromkeys(summary["metric"]))
+    box_png = out_dir / "lus_similarity_boxplots.png"
+    metric_boxplots(values, scores, metrics, box_png)
+    parts.append("<h2>Generated vs real: all pairs per score</h2>")
+    parts.append("<p class='note'>Every generated image against every real test frame of the same score (not generated "
+                 "images against themselves, the error in seed 003's code). MS-SSIM and SSIM use the Gaussian-window, "
+                 "clamped convention of pytorch-msssim; RASE the torchmetrics convention; SAM is the angle between flattened images.</p>")
+    parts.append(_img(box_png, "similarity distributions"))
+    table = summary.assign(**{"mean [CI]": [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in
+                                             zip(summary["mean"], summary["ci_low"], summary["ci_high"])]})
+    parts.append(_table(table.pivot(index="score", columns="metric", values="mean [CI]").reset_index()[["score", *metrics]]))
+
+    parts.append("<h2>Diversity (mode collapse check)</h2>")
+    parts.append("<p class='note'>Like seed 003's Table 1, but over all pairs with intervals, and beside real frames of the "
+                 "same score. Real frames of one video are alike, so the real figure is itself an upper reference.</p>")
+    div_table, div_notes = diversity_table(diversity)
+    parts.append(_table(div_table))
+    parts.append("".join(f"<p class='warn'>{html.escape(n)}</p>" for n in div_notes))
+
+    parts.append("<h2>Memorization</h2>")
+    flagged = nearest[nearest["near_copy"].astype(str).str.lower() == "true"]
+    rows = []
+    for score, group in nearest.groupby("score", sort=True):
+        near = group[group["near_copy"].astype(str).str.lower() == "true"]
+        rows.append({"score": score, "generated": len(group), "near-copies": len(near),
+                     "median MS-SSIM to nearest train frame": float(group["similarity"].median()),
+                     "max": float(group["similarity"].max())})
+    parts.append("<p>Each generated image's most similar training frame (MS-SSIM); images at or above the threshold are "
+                 "flagged as near-copies of the training data.</p>")
+    parts.append(_table(pd.DataFrame(rows)))
+    if len(flagged):
+        parts.append(f"<p class='warn'>{len(flagged)} generated image(s) are near-copies of training frames.</p>")
+    return parts
+
+
+def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsynth report") -> Path:
+    """Write ``out_dir/index.html`` and the figure PNGs of every branch present; return the HTML path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datasets = ", ".join(d for d in (inputs.dataset if inputs.manifest else None,
+                                     inputs.lus.dataset if inputs.lus else None) if d)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1><p class='note'>lungsynth {__version__} &middot; datasets <b>{html.escape(datasets)}</b></p>"]
+    if inputs.manifest is not None:
+        parts.append("<h1>COVID CT: DCGAN per class (seed 000)</h1>")
+        parts += _dcgan_sections(inputs, out_dir)
+    if inputs.lus is not None:
+        parts.append("<h1>Lung ultrasound: GAN per severity score (seed 003)</h1>")
+        parts += _lus_sections(inputs.lus, out_dir)
     if inputs.benchmarks:
         parts.append("<h2>Stage timings</h2>")
         parts.append(_table(stage_table(inputs.benchmarks), "{:.1f}"))

@@ -31,6 +31,8 @@ def dataset_root(name):
     spec = dataset_spec(name)
     if spec["format"] == "phantom_ct":
         return f"{RESULTS}/phantom/{name}/dicom"
+    if spec["format"] == "phantom_lus":
+        return f"{RESULTS}/phantom_lus/{name}/mat"
     return spec["path"]
 
 
@@ -38,6 +40,8 @@ def ingest_input(wildcards):
     spec = dataset_spec(wildcards.dataset)
     if spec["format"] == "phantom_ct":
         return f"{RESULTS}/phantom/{wildcards.dataset}"
+    if spec["format"] == "phantom_lus":
+        return f"{RESULTS}/phantom_lus/{wildcards.dataset}"
     if not Path(spec["path"]).exists():
         raise WorkflowError(
             f"config key datasets.{wildcards.dataset}.path: folder '{spec['path']}' does not exist "
@@ -52,8 +56,24 @@ def ingest_spec(name):
     if spec["format"] == "phantom_ct":
         spec["format"] = "dicom"
         spec["classes"] = {"covid": "covid", "noncovid": "noncovid"}
+    elif spec["format"] == "phantom_lus":
+        spec["format"] = "lus_mat"
+        spec["scores_csv"] = "scores.csv"
     spec.pop("phantom", None)
+    spec.pop("preprocess", None)
     return spec
+
+
+def ct_phantom_settings(name):
+    """The arguments of write_phantom_ct taken from datasets.<name>.phantom."""
+    phantom = dataset_spec(name)["phantom"]
+    return {k: phantom[k] for k in ("n_patients", "covid_fraction", "slices_per_patient", "size", "seed")}
+
+
+def lus_phantom_settings(name):
+    """The arguments of write_phantom_lus taken from datasets.<name>.phantom."""
+    phantom = dataset_spec(name)["phantom"]
+    return {k: phantom[k] for k in ("n_patients", "areas_per_patient", "frames", "seed")}
 
 
 def preprocessed(dataset, split):
@@ -68,14 +88,55 @@ def classifier_dataset():
     return config["classifier"]["dataset"] or config["dcgan"]["dataset"]
 
 
+def lusgan_dataset():
+    return config["lusgan"]["dataset"]
+
+
 def all_targets():
     targets = []
-    if config["dcgan"]["enabled"]:
+    if config["dcgan"]["enabled"] or config["lusgan"]["enabled"]:
         targets.append(f"{RESULTS}/report/index.html")
     return targets
 
 
 def report_inputs(wildcards):
+    parts = []
+    if config["dcgan"]["enabled"]:
+        parts.append(dcgan_report_inputs())
+    if config["lusgan"]["enabled"]:
+        parts.append(lusgan_report_inputs())
+    inputs = {"benchmarks": []}
+    for part in parts:
+        inputs["benchmarks"] += part.pop("benchmarks")
+        inputs.update(part)
+    return inputs
+
+
+def lusgan_report_inputs():
+    d = lusgan_dataset()
+    labels = config["lusgan"]["classes"]
+    return {
+        "lus_manifest": f"{RESULTS}/{d}/ingest/manifest.csv",
+        "lus_skipped": f"{RESULTS}/{d}/ingest/skipped.csv",
+        "lus_train": preprocessed(d, "train"),
+        "lus_grids": [f"{RESULTS}/{d}/lusgan/{label}/grid.png" for label in labels],
+        "lus_losses": [f"{RESULTS}/{d}/lusgan/{label}/losses.csv" for label in labels],
+        "lus_summary": f"{RESULTS}/{d}/lusgan/similarity/summary.csv",
+        "lus_diversity": f"{RESULTS}/{d}/lusgan/similarity/diversity.csv",
+        "lus_nearest": f"{RESULTS}/{d}/lusgan/similarity/nearest.csv",
+        "lus_values": f"{RESULTS}/{d}/lusgan/similarity/values.pt",
+        "benchmarks": [
+            *([f"{BENCH}/phantom_lus/{d}.tsv"] if dataset_spec(d)["format"] == "phantom_lus" else []),
+            f"{BENCH}/ingest/{d}.tsv",
+            f"{BENCH}/preprocess/{d}.tsv",
+            *[f"{BENCH}/train_lusgan/{d}_{label}.tsv" for label in labels],
+            *[f"{BENCH}/generate_lusgan/{d}_{label}.tsv" for label in labels],
+            f"{BENCH}/similarity_lusgan/{d}.tsv",
+        ],
+    }
+
+
+def dcgan_report_inputs():
     d, c = dcgan_dataset(), classifier_dataset()
     labels = config["dcgan"]["classes"]
     return {

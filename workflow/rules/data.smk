@@ -3,7 +3,7 @@ rule phantom_ct:
     output:
         directory(f"{RESULTS}/phantom/{{dataset}}"),
     params:
-        phantom=lambda wc: dataset_spec(wc.dataset)["phantom"],
+        phantom=lambda wc: ct_phantom_settings(wc.dataset),
     conda:
         "../../envs/lungsynth.yaml"
     log:

@@ -1,9 +1,6 @@
-rule report:
-    """The HTML report: dataset, real vs synthetic grids, losses, classifier and seed 000's table."""
-    input:
-        unpack(report_inputs),
-    output:
-        html=f"{RESULTS}/report/index.html",
+REPORT_FIGURES = {}
+if config["dcgan"]["enabled"]:
+    REPORT_FIGURES.update(
         losses=report(
             f"{RESULTS}/report/loss_curves.png",
             caption="../report/loss_curves.rst",
@@ -19,10 +16,35 @@ rule report:
             caption="../report/classifier_history.rst",
             category="Classifier",
         ),
+    )
+if config["lusgan"]["enabled"]:
+    REPORT_FIGURES.update(
+        lus_losses=report(
+            f"{RESULTS}/report/lus_loss_curves.png",
+            caption="../report/loss_curves.rst",
+            category="Training",
+        ),
+        lus_boxplots=report(
+            f"{RESULTS}/report/lus_similarity_boxplots.png",
+            caption="../report/lus_similarity.rst",
+            category="Seed 003 similarity",
+        ),
+    )
+
+
+rule report:
+    """The HTML report: every enabled branch's data, images, training curves and scores."""
+    input:
+        unpack(report_inputs),
+    output:
+        html=f"{RESULTS}/report/index.html",
+        **REPORT_FIGURES,
     params:
         dataset=dcgan_dataset(),
         labels=config["dcgan"]["classes"],
         positive=config["classifier"]["positive_class"],
+        lus_dataset=lusgan_dataset(),
+        lus_labels=config["lusgan"]["classes"],
         title=config["report"]["title"],
         config=config,
     conda:

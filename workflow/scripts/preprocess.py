@@ -13,4 +13,5 @@ with job_log(snakemake.log[0]):
         normalise_8bit=s["normalise_8bit"],
         channels=s["channels"],
         size=s["size"],
+        crop_sector=s["crop_sector"],
     )

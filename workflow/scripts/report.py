@@ -1,28 +1,43 @@
 from pathlib import Path
 
-from lungsynth.report import ReportInputs, build_report
+from lungsynth.report import LUSReportInputs, ReportInputs, build_report
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):
-    i = snakemake.input
-    labels = snakemake.params.labels
+    i = dict(snakemake.input.items())
+    p = snakemake.params
+    dcgan = {}
+    if "manifest" in i:
+        dcgan = dict(
+            dataset=p.dataset,
+            manifest=i["manifest"],
+            skipped=i["skipped"],
+            preprocess_summary=i["summary"],
+            train_split=i["train"],
+            generated_grids=dict(zip(p.labels, i["grids"])),
+            losses=dict(zip(p.labels, i["losses"])),
+            classifier_metrics=i["metrics"],
+            classifier_history=i["history"],
+            score_sets=i["sets"],
+            score_summary=i["score_summary"],
+            positive_class=p.positive,
+        )
+    lus = None
+    if "lus_manifest" in i:
+        lus = LUSReportInputs(
+            dataset=p.lus_dataset,
+            manifest=i["lus_manifest"],
+            skipped=i["lus_skipped"],
+            train_split=i["lus_train"],
+            generated_grids=dict(zip(p.lus_labels, i["lus_grids"])),
+            losses=dict(zip(p.lus_labels, i["lus_losses"])),
+            similarity_summary=i["lus_summary"],
+            diversity=i["lus_diversity"],
+            nearest=i["lus_nearest"],
+            values=i["lus_values"],
+        )
     build_report(
-        ReportInputs(
-            dataset=snakemake.params.dataset,
-            manifest=i.manifest,
-            skipped=i.skipped,
-            preprocess_summary=i.summary,
-            train_split=i.train,
-            generated_grids=dict(zip(labels, i.grids)),
-            losses=dict(zip(labels, i.losses)),
-            classifier_metrics=i.metrics,
-            classifier_history=i.history,
-            score_sets=i.sets,
-            score_summary=i.score_summary,
-            positive_class=snakemake.params.positive,
-            benchmarks=list(i.benchmarks),
-            config=dict(snakemake.params.config),
-        ),
+        ReportInputs(**dcgan, lus=lus, benchmarks=list(i["benchmarks"]), config=dict(p.config)),
         Path(snakemake.output.html).parent,
-        title=snakemake.params.title,
+        title=p.title,
     )

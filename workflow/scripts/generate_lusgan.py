@@ -1,0 +1,18 @@
+from lungsynth.generation import generate_images
+from lungsynth.runlog import job_log
+from lungsynth.training import select_device
+from lungsynth.training_lus import load_lus_generator
+
+with job_log(snakemake.log[0], snakemake.threads):
+    s = snakemake.params.settings
+    generate_images(
+        snakemake.input.generator,
+        n_images=s["n_images"],
+        seed=s["seed"],
+        grid=s["grid"],
+        tensor_path=snakemake.output.tensor,
+        image_dir=snakemake.output.images,
+        grid_path=snakemake.output.grid,
+        device=select_device("auto"),
+        loader=load_lus_generator,
+    )
