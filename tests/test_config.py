@@ -34,9 +34,10 @@ def test_every_key_has_description_and_default():
 
 
 def test_shipped_configs_are_valid():
-    for path in ["config/config.yaml", "config/paper/dcgan_covidct.yaml", "config/examples/covid_ct.yaml"]:
+    for path in ["config/config.yaml", "config/paper/dcgan_covidct.yaml", "config/examples/covid_ct.yaml",
+                 "config/paper/lus_rasgan.yaml", "config/examples/lus_pocus_videos.yaml", "config/examples/lus_pocus_mat.yaml"]:
         config = load_config(path)
-        assert config["dcgan"]["enabled"] is True
+        assert config["dcgan"]["enabled"] or config["lusgan"]["enabled"]
 
 
 def test_defaults_are_filled():
@@ -60,6 +61,11 @@ def test_defaults_are_filled():
          "datasets.phantom_ct.split.fractions"),
         ({"score": {"set_size": 100}}, "dcgan.generate.n_images"),
         ({"unknown_top": 1}, "unknown_top"),
+        ({"lusgan": {"enabled": True}}, "lusgan.dataset"),
+        ({"datasets": {"u": {"format": "phantom_lus"}}, "lusgan": {"enabled": True, "dataset": "u", "classes": ["5"]}},
+         "lusgan.classes"),
+        ({"datasets": {"u": {"format": "phantom_lus", "preprocess": {"size": 96}}}, "lusgan": {"enabled": True, "dataset": "u"}},
+         "datasets.u.preprocess.size"),
     ],
 )
 def test_bad_config_names_the_key(config, key):

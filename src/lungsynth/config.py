@@ -105,7 +105,7 @@ def _check_cross_keys(config: dict) -> None:
         total = sum(fractions.values())
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ConfigError(f"config key datasets.{name}.split.fractions: shares sum to {total:g}, must sum to 1")
-        if spec["format"] != "phantom_ct" and not spec.get("path"):
+        if not spec["format"].startswith("phantom") and not spec.get("path"):
             raise ConfigError(f"config key datasets.{name}.path: required for format {spec['format']}")
         if spec["format"] in ("nifti", "paired_folder") and not (spec.get("labels_csv") or spec.get("default_class")):
             raise ConfigError(
@@ -113,6 +113,7 @@ def _check_cross_keys(config: dict) -> None:
             )
         if 0 not in spec["mask_labels"]:
             raise ConfigError(f"config key datasets.{name}.mask_labels: must contain 0 (background)")
+    _check_lusgan(config)
     low, high = config["preprocess"]["window"]
     if not low < high:
         raise ConfigError(f"config key preprocess.window: low {low} must be below high {high}")
@@ -156,10 +157,35 @@ def _check_cross_keys(config: dict) -> None:
             raise ConfigError(f"config key classifier.positive_class: '{positive}' is not in dcgan.classes")
 
 
+def _check_lusgan(config: dict) -> None:
+    lus = config["lusgan"]
+    if not lus["enabled"]:
+        return
+    datasets = config["datasets"]
+    if lus["dataset"] not in datasets:
+        raise ConfigError(f"config key lusgan.dataset: '{lus['dataset']}' is not declared in datasets ({', '.join(datasets)})")
+    spec = datasets[lus["dataset"]]
+    if spec["format"] in ("phantom_lus", "lus_mat", "lus_video"):
+        allowed = [str(s) for s in spec["scores"]] if spec["format"] != "phantom_lus" else ["0", "1", "2", "3"]
+        for label in lus["classes"]:
+            if label not in allowed:
+                raise ConfigError(f"config key lusgan.classes: '{label}' is not an allowed score of dataset "
+                                  f"{lus['dataset']} ({', '.join(allowed)})")
+    for label in lus["per_class"]:
+        if label not in lus["classes"]:
+            raise ConfigError(f"config key lusgan.per_class.{label}: '{label}' is not in lusgan.classes")
+    size = preprocess_settings(config, lus["dataset"])["size"]
+    if size < 8 or size & (size - 1):
+        raise ConfigError(f"config key datasets.{lus['dataset']}.preprocess.size: the ultrasound GANs need a power of "
+                          f"two of at least 8 (4 x 2^k), got {size}")
+
+
 def _dataset_classes(spec: dict) -> list[str] | None:
     """Class names a dataset declares, or None where only the data can tell (labels_csv)."""
     if spec["format"] == "phantom_ct":
         return ["covid", "noncovid"]
+    if spec["format"] in ("phantom_lus", "lus_mat", "lus_video"):
+        return None
     if spec["format"] in ("image_folder", "dicom"):
         return list(spec["classes"])
     if spec.get("labels_csv"):

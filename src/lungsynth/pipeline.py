@@ -151,9 +151,9 @@ def similarity_job(
 ) -> None:
     """Seed 003's similarity study, done correctly: all pairs per score, diversity and memorization.
 
-    * generated vs real: every generated image against every (capped) real test frame of the
-      same score, per metric;
-    * diversity: MS-SSIM among generated images vs among real test frames of the same score;
+    * generated vs real: every generated image against every (capped) real reference frame of
+      the same score (``reference_split``: test by default), per metric;
+    * diversity: MS-SSIM among generated images vs among real reference frames of the same score;
     * memorization: each generated image's nearest training frame (MS-SSIM), near-copies flagged.
     """
     from . import similarity as sim
@@ -164,7 +164,8 @@ def similarity_job(
     values: dict[str, torch.Tensor] = {}
     for label, path in generated.items():
         fake = torch_load(path)["images"].float() / 255.0
-        real = _even_sample(class_images(test, label), settings["max_real"]).float() / 255.0
+        reference = test if settings.get("reference_split", "test") == "test" else train
+        real = _even_sample(class_images(reference, label), settings["max_real"]).float() / 255.0
         train_real = class_images(train, label).float() / 255.0
         matrices = sim.compare_sets(fake, real, metrics=tuple(settings["metrics"]))
         for metric, matrix in matrices.items():
