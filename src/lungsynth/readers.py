@@ -46,7 +46,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 RECORD_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_COLUMNS if c != "split")
 """Columns of the records the readers return (no ``split`` yet)."""
 
-FORMATS: tuple[str, ...] = ("image_folder", "dicom", "nifti", "paired_folder")
+FORMATS: tuple[str, ...] = ("image_folder", "dicom", "nifti", "paired_folder", "lus_mat", "lus_video")
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_SUFFIXES: frozenset[str] = frozenset({".dcm"})
 NIFTI_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii")
@@ -740,7 +740,10 @@ def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record
     """Run the reader named by ``spec["format"]`` with the spec's options.
 
     Keys used: ``format``, ``classes``, ``patient_regex``, ``on_bad_file``,
-    ``mask_labels``, ``nifti``, ``paired``, ``labels_csv``, ``default_class``
+    ``mask_labels``, ``nifti``, ``paired``, ``labels_csv``, ``default_class``;
+    for ``lus_mat``/``lus_video`` (:mod:`lungsynth.ultrasound`) also
+    ``scores_csv``, ``variable``, ``path_column``, ``score_column``,
+    ``frame_stride``, ``max_frames``, ``scores``, ``split_by``
     (``None`` = default); other keys (``path``, ``split``, ...) are ignored.
     """
     if not isinstance(spec, Mapping):
@@ -760,6 +763,20 @@ def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record
         return scan_paired_folder(root, **_sub_spec(spec, "paired", _PAIRED_KEYS),
                                   default_class=spec.get("default_class") or "covid", patient_regex=regex,
                                   mask_labels=mask_labels, on_bad_file=on_bad_file)
+    if fmt in ("lus_mat", "lus_video"):
+        from lungsynth import ultrasound
+
+        common = {
+            "frame_stride": spec.get("frame_stride") or 1, "max_frames": spec.get("max_frames"),
+            "scores": spec.get("scores") if spec.get("scores") is not None else (0, 1, 2, 3),
+            "split_by": spec.get("split_by") or "patient", "patient_regex": regex, "on_bad_file": on_bad_file,
+        }
+        if fmt == "lus_mat":
+            return ultrasound.scan_lus_mat(root, scores_csv=spec.get("scores_csv") or "scores.csv",
+                                           variable=spec.get("variable"), **common)
+        return ultrasound.scan_lus_videos(root, labels_csv=spec.get("labels_csv") or "labels.csv",
+                                          path_column=spec.get("path_column") or "path",
+                                          score_column=spec.get("score_column") or "lung_severity_score", **common)
     raise ConfigError(f"unknown dataset format {fmt!r}; expected one of {list(FORMATS)}")
 
 
@@ -823,6 +840,10 @@ def load_image(root: str | Path, row: Mapping[str, Any] | Any) -> np.ndarray:
         return _read_dicom(path)[1][..., None]
     if fmt == "nifti":
         return _nifti_slice(path, int(row["slice"])).astype(np.float32)[..., None]
+    if fmt in ("lus_mat", "lus_video"):
+        from lungsynth.ultrasound import load_frame
+
+        return load_frame(root, row)
     raise ConfigError(f"manifest row {_field(row, 'id')!r} has unknown format {fmt!r}")
 
 
