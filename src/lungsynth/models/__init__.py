@@ -4,3 +4,7 @@ from .dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
 from .densenet import DenseNetClassifier
 
 __all__ = ["DCGANDiscriminator", "DCGANGenerator", "DenseNetClassifier", "dcgan_init_"]
+
+from .lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator  # noqa: E402
+
+__all__ += ["ImprovedLUSGenerator", "LUSGenerator", "PackedDiscriminator"]
