@@ -13,7 +13,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
-RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report"}
+RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report",
+         "phantom_lus", "train_lusgan", "generate_lusgan", "similarity_lusgan"}
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +53,7 @@ def test_dry_run_shows_the_whole_chain(tmp_path):
     counts = job_counts(result.stdout + result.stderr)
     assert RULES <= set(counts)
     assert counts["train_dcgan"] == 2 and counts["generate_dcgan"] == 2
+    assert counts["train_lusgan"] == 4 and counts["generate_lusgan"] == 4
 
 
 def test_end_to_end_artifacts(tiny_run):
@@ -72,6 +74,25 @@ def test_end_to_end_artifacts(tiny_run):
     assert len(losses) == losses["step"].max() + 1
     manifest = pd.read_csv(results / "phantom_ct" / "ingest" / "manifest.csv", dtype=str)
     assert manifest.groupby("patient")["split"].nunique().max() == 1
+
+
+def test_end_to_end_ultrasound_branch(tiny_run):
+    results = tiny_run / "results"
+    html = (results / "report" / "index.html").read_text()
+    for section in ("Lung ultrasound", "Generated vs real: all pairs per score", "Diversity", "Memorization"):
+        assert section in html
+    manifest = pd.read_csv(results / "phantom_lus" / "ingest" / "manifest.csv", dtype=str)
+    assert manifest.groupby("source")["split"].nunique().max() == 1  # no video straddles splits
+    summary = pd.read_csv(results / "phantom_lus" / "lusgan" / "similarity" / "summary.csv", dtype={"score": str})
+    assert set(summary["score"]) == {"0", "1", "2", "3"}
+    assert set(summary["metric"]) == {"ms_ssim", "ssim", "psnr", "psnr_b", "rmse", "rase", "sam", "scc"}
+    assert (summary["pairs"] == 8 * 8).all()
+    diversity = pd.read_csv(results / "phantom_lus" / "lusgan" / "similarity" / "diversity.csv", dtype={"score": str})
+    assert set(diversity["source"]) == {"generated", "real"}
+    nearest = pd.read_csv(results / "phantom_lus" / "lusgan" / "similarity" / "nearest.csv", dtype={"score": str})
+    assert len(nearest) == 4 * 8
+    generated = torch.load(results / "phantom_lus" / "lusgan" / "0" / "generated.pt", weights_only=True)["images"]
+    assert generated.shape == (8, 1, 32, 32) and generated.dtype == torch.uint8
 
 
 def test_second_run_has_nothing_to_do(tiny_run):

@@ -139,6 +139,20 @@ def _even_sample(images: torch.Tensor, cap: int | None) -> torch.Tensor:
     return images[index]
 
 
+def ms_ssim_levels(size: int, max_levels: int = 5) -> int:
+    """Most MS-SSIM scales an image of side ``size`` allows (an 11-px window on the coarsest scale)."""
+    levels = max_levels
+    while levels > 1 and (11 - 1) * 2 ** (levels - 1) + 1 > size:
+        levels -= 1
+    return levels
+
+
+def _per_image(matrix: torch.Tensor) -> torch.Tensor:
+    """Row means ignoring NaN: one value per generated image (pairs sharing an image are not independent)."""
+    valid = ~torch.isnan(matrix)
+    return torch.where(valid, matrix, 0.0).sum(1) / valid.sum(1).clamp_min(1)
+
+
 def similarity_job(
     generated: dict[str, str | Path],
     train_split: str | Path,
@@ -155,32 +169,43 @@ def similarity_job(
       the same score (``reference_split``: test by default), per metric;
     * diversity: MS-SSIM among generated images vs among real reference frames of the same score;
     * memorization: each generated image's nearest training frame (MS-SSIM), near-copies flagged.
+
+    Intervals are over images (each image's mean over its pairs), not over pairs, because the
+    pairs sharing an image are not independent. MS-SSIM uses as many scales as the image size
+    allows (5 from 161 px; 3 at 64 px), recorded in the tables.
     """
     from . import similarity as sim
 
     train, test = load_split(train_split), load_split(test_split)
     confidence = settings["confidence"]
+    reference_split = settings.get("reference_split", "test")
+    reference = test if reference_split == "test" else train
+    levels = ms_ssim_levels(int(train["images"].shape[-1]))
+    ms_options = {"weights": sim.ms_ssim_weights(levels)}
     summary_rows, diversity_rows, nearest_frames = [], [], []
     values: dict[str, torch.Tensor] = {}
     for label, path in generated.items():
         fake = torch_load(path)["images"].float() / 255.0
-        reference = test if settings.get("reference_split", "test") == "test" else train
         real = _even_sample(class_images(reference, label), settings["max_real"]).float() / 255.0
         train_real = class_images(train, label).float() / 255.0
-        matrices = sim.compare_sets(fake, real, metrics=tuple(settings["metrics"]))
+        matrices = sim.compare_sets(fake, real, metrics=tuple(settings["metrics"]), options={"ms_ssim": ms_options})
         for metric, matrix in matrices.items():
-            flat = matrix.flatten()
-            values[f"{label}/{metric}"] = flat
-            summary_rows.append({"score": label, "metric": metric, "pairs": int(flat.numel())}
-                                | sim.summarise(flat, confidence))
+            values[f"{label}/{metric}"] = matrix.flatten()
+            summary_rows.append({"score": label, "metric": metric, "reference": reference_split,
+                                 "ms_ssim_scales": levels, "generated": matrix.shape[0], "real": matrix.shape[1],
+                                 "pairs": int(matrix.numel())} | sim.summarise(_per_image(matrix), confidence))
         for source, images in (("generated", fake), ("real", real)):
-            diversity_rows.append({"score": label, "source": source, "images": len(images)}
-                                  | sim.summarise(sim.diversity(images, "ms_ssim"), confidence))
-        nearest = sim.nearest_neighbours(fake, train_real, "ms_ssim", threshold=settings["near_copy_threshold"])
+            among = sim.pairwise("ms_ssim", images, **ms_options)
+            diversity_rows.append({"score": label, "source": source, "images": len(images),
+                                   "pairs": len(images) * (len(images) - 1) // 2, "ms_ssim_scales": levels}
+                                  | sim.summarise(_per_image(among), confidence))
+        nearest = sim.nearest_neighbours(fake, train_real, "ms_ssim", threshold=settings["near_copy_threshold"],
+                                         **ms_options)
         nearest = nearest.rename(columns={"score": "similarity"})  # "score" is the severity score here
         nearest.insert(0, "score", label)
         nearest_frames.append(nearest)
-        log.info("score %s: %d generated x %d real frames compared", label, len(fake), len(real))
+        log.info("score %s: %d generated x %d real frames compared (MS-SSIM with %d scales)",
+                 label, len(fake), len(real), levels)
     write_csv(summary_out, pd.DataFrame(summary_rows))
     write_csv(diversity_out, pd.DataFrame(diversity_rows))
     write_csv(nearest_out, pd.concat(nearest_frames, ignore_index=True))

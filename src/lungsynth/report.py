@@ -266,7 +266,7 @@ def diversity_table(diversity: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         row = {"score": score}
         for source, r in cell.items():
             row[f"{source} MS-SSIM mean [CI]"] = f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-            row[f"{source} pairs"] = int(r["n"])
+            row[f"{source} images"] = int(r["n"])
         rows.append(row)
         if "generated" in cell and "real" in cell and cell["generated"]["mean"] > cell["real"]["mean"] + 0.1:
             notes.append(f"Score {score}: generated images are more alike ({cell['generated']['mean']:.2f}) than real frames "
@@ -321,17 +321,24 @@ def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
     box_png = out_dir / "lus_similarity_boxplots.png"
     metric_boxplots(values, scores, metrics, box_png)
     parts.append("<h2>Generated vs real: all pairs per score</h2>")
-    parts.append("<p class='note'>Every generated image against every real test frame of the same score (not generated "
-                 "images against themselves, the error in seed 003's code). MS-SSIM and SSIM use the Gaussian-window, "
-                 "clamped convention of pytorch-msssim; RASE the torchmetrics convention; SAM is the angle between flattened images.</p>")
+    reference = str(summary["reference"].iloc[0]) if "reference" in summary and len(summary) else "test"
+    where = ("real frames of unseen test videos" if reference == "test"
+             else "the real training frames (no unseen video exists for some score)")
+    parts.append(f"<p class='note'>Every generated image against every one of {where} of the same score (not generated "
+                 "images against themselves, the error in seed 003's code). Table: mean [CI] over generated images of each "
+                 "image's mean over its pairs. MS-SSIM and SSIM use the Gaussian-window, clamped convention of pytorch-msssim "
+                 f"(MS-SSIM with {int(summary['ms_ssim_scales'].iloc[0]) if 'ms_ssim_scales' in summary else 5} scales at this "
+                 "image size; 5-scale values are not comparable); RASE the torchmetrics convention; SAM is the angle between "
+                 "flattened images.</p>")
     parts.append(_img(box_png, "similarity distributions"))
     table = summary.assign(**{"mean [CI]": [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in
                                              zip(summary["mean"], summary["ci_low"], summary["ci_high"])]})
     parts.append(_table(table.pivot(index="score", columns="metric", values="mean [CI]").reset_index()[["score", *metrics]]))
 
     parts.append("<h2>Diversity (mode collapse check)</h2>")
-    parts.append("<p class='note'>Like seed 003's Table 1, but over all pairs with intervals, and beside real frames of the "
-                 "same score. Real frames of one video are alike, so the real figure is itself an upper reference.</p>")
+    parts.append("<p class='note'>Like seed 003's Table 1, but over all pairs (each image's mean MS-SSIM to the others, "
+                 "interval over images), beside real frames of the same score. Real frames of one video are alike, so the "
+                 "real figure is itself an upper reference.</p>")
     div_table, div_notes = diversity_table(diversity)
     parts.append(_table(div_table))
     parts.append("".join(f"<p class='warn'>{html.escape(n)}</p>" for n in div_notes))
