@@ -195,3 +195,17 @@ def test_changing_one_class_setting_retrains_that_class_only(tiny_run):
     assert counts.get("train_dcgan") == 1 and counts.get("generate_dcgan") == 1
     assert "train_classifier" not in counts and "preprocess" not in counts
     assert "label=covid" in output and "label=noncovid" not in output
+
+
+@pytest.mark.realdata
+def test_lus_mat_example_ingests_and_preprocesses_real_pocus(tmp_path, realdata_dir):
+    """config/examples/lus_pocus_mat.yaml up to the cached tensors on the real POCUS .mat files."""
+    example = REPO / "config" / "examples" / "lus_pocus_mat.yaml"
+    override = tmp_path / "where.yaml"
+    override.write_text(f"datasets:\n  pocus_mat:\n    path: {realdata_dir / 'lus-pocus' / 'mat'}\n")
+    result = snakemake(tmp_path, "results/pocus_mat/preprocessed/summary.json", configfiles=(example, override))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "results" / "pocus_mat" / "preprocessed" / "summary.json").read_text())
+    assert summary["classes"] == ["0", "1", "2", "3"]
+    assert all(summary["counts"]["train"][score] > 0 for score in summary["classes"])
+    assert summary["size"] == 64
