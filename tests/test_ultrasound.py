@@ -317,3 +317,15 @@ def test_real_pocus_videos_and_crop(realdata_dir: Path) -> None:
     gray = frame.mean(axis=2)
     assert (bottom - top) * (right - left) < gray.size
     assert (gray[top:bottom, left:right] > 30).sum() >= 0.9 * (gray > 30).sum()
+
+
+def test_mixed_rgb_and_rgba_frames_are_one_video():
+    """POCUS GIFs decode with an RGB first frame and RGBA later frames; they must not be rejected."""
+    from lungsynth.ultrasound import uniform_channels
+
+    rgb = np.full((6, 5, 3), 10, dtype=np.uint8)
+    rgba = np.full((6, 5, 4), 20, dtype=np.uint8)
+    gray = np.full((6, 5), 30, dtype=np.uint8)
+    frames = uniform_channels([rgb, rgba, gray])
+    assert {f.shape for f in frames} == {(6, 5, 3)}
+    assert frames[1][0, 0].tolist() == [20, 20, 20] and frames[2][0, 0].tolist() == [30, 30, 30]

@@ -329,17 +329,33 @@ def _decode_video(path: Path) -> np.ndarray:
         raise InputDataError(path, f"cannot decode video ({type(exc).__name__}: {exc})", _CORRUPT_FIX) from exc
     if not frames:
         raise InputDataError(path, "video has no frames", _CORRUPT_FIX)
+    frames = uniform_channels(frames)
     shapes = {f.shape for f in frames}
     if len(shapes) > 1:
         raise InputDataError(path, f"video frames differ in size: {sorted(shapes)}", _CORRUPT_FIX)
-    clip = np.stack(frames)
-    if clip.ndim == 3:
-        clip = clip[..., None]
-    elif clip.shape[-1] == 4:  # RGBA: alpha dropped
-        clip = clip[..., :3]
-    elif clip.shape[-1] == 2:  # LA
-        clip = clip[..., :1]
-    return _to_uint8(clip, path)
+    return _to_uint8(np.stack(frames), path)
+
+
+def uniform_channels(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """Give every frame the same channel layout ``(H, W, C)``, C = 1 or 3.
+
+    Alpha is dropped (RGBA -> RGB, LA -> L) and, when a video mixes gray and colour
+    frames, gray ones are replicated to 3 channels. Animated GIFs decode that way:
+    the first frame RGB and the rest RGBA (seen in the POCUS sample).
+    """
+    out = []
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.ndim == 2:
+            frame = frame[..., None]
+        if frame.shape[-1] == 4:
+            frame = frame[..., :3]
+        elif frame.shape[-1] == 2:
+            frame = frame[..., :1]
+        out.append(frame)
+    if len({f.shape[-1] for f in out}) > 1:
+        out = [np.repeat(f, 3, axis=-1) if f.shape[-1] == 1 else f for f in out]
+    return out
 
 
 def scan_lus_videos(
