@@ -23,6 +23,21 @@ from .training import DCGANSettings, train_dcgan
 log = logging.getLogger(__name__)
 
 
+def _train_gan_job(trainer, settings_cls, train_split, label, model_config, settings, work_dir,
+                   generator_out, losses_out, progress) -> dict:
+    """Shared body of the per-class GAN jobs: class images in, generator and loss CSV out."""
+    images = class_images(load_split(train_split), label)
+    fields = {f.name for f in dataclasses.fields(settings_cls)}
+    result = trainer(images, model_config, settings_cls(**{k: v for k, v in settings.items() if k in fields}),
+                     work_dir, progress=progress)
+    log.info("class %s: %d images, %d steps%s", label, len(images), result["steps"],
+             f", resumed from step {result['resumed_from']}" if result["resumed_from"] is not None else "")
+    torch_save(generator_out, {k: result[k] for k in ("generator", "model_config", "channels", "image_size", "step")}
+               | {"label": label})
+    write_csv(losses_out, pd.read_csv(result["loss_csv"]))
+    return result
+
+
 def train_dcgan_job(
     train_split: str | Path,
     label: str,
@@ -34,17 +49,8 @@ def train_dcgan_job(
     progress: bool = True,
 ) -> dict:
     """Train the DCGAN of class ``label``; resume from ``work_dir`` checkpoints when present."""
-    images = class_images(load_split(train_split), label)
-    fields = {f.name for f in dataclasses.fields(DCGANSettings)}
-    result = train_dcgan(images, model_config, DCGANSettings(**{k: v for k, v in settings.items() if k in fields}),
-                         work_dir, progress=progress)
-    log.info("class %s: %d images, %d steps%s", label, len(images), result["steps"],
-             f", resumed from step {result['resumed_from']}" if result["resumed_from"] is not None else "")
-    torch_save(generator_out, {k: result[k] for k in ("generator", "model_config", "channels", "image_size", "step")}
-               | {"label": label})
-    losses = pd.read_csv(result["loss_csv"])
-    write_csv(losses_out, losses)
-    return result
+    return _train_gan_job(train_dcgan, DCGANSettings, train_split, label, model_config, settings, work_dir,
+                          generator_out, losses_out, progress)
 
 
 def train_classifier_job(
@@ -116,19 +122,11 @@ def train_lusgan_job(
     """Train seed 003's GAN for one severity score; resume from ``work_dir`` checkpoints when present."""
     from .training_lus import LUSSettings, train_lus_gan
 
-    images = class_images(load_split(train_split), label)
-    fields = {f.name for f in dataclasses.fields(LUSSettings)}
     settings = dict(settings)
     if "beta1" in settings or "beta2" in settings:
         settings["betas"] = (settings.pop("beta1", 0.5), settings.pop("beta2", 0.999))
-    result = train_lus_gan(images, model_config, LUSSettings(**{k: v for k, v in settings.items() if k in fields}),
-                           work_dir, progress=progress)
-    log.info("score %s: %d frames, %d iterations%s", label, len(images), result["steps"],
-             f", resumed from iteration {result['resumed_from']}" if result["resumed_from"] is not None else "")
-    torch_save(generator_out, {k: result[k] for k in ("generator", "model_config", "channels", "image_size", "step")}
-               | {"label": label})
-    write_csv(losses_out, pd.read_csv(result["loss_csv"]))
-    return result
+    return _train_gan_job(train_lus_gan, LUSSettings, train_split, label, model_config, settings, work_dir,
+                          generator_out, losses_out, progress)
 
 
 def _even_sample(images: torch.Tensor, cap: int | None) -> torch.Tensor:
