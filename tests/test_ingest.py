@@ -311,3 +311,28 @@ def test_phantom_ingest_is_pseudonymous(phantom_dir, tmp_path):
     text = (tmp_path / "manifest.csv").read_text()
     for secret in (str(header.PatientID), str(header.PatientName), *str(header.PatientName).split("^")):
         assert secret not in text
+
+
+def test_patient_level_split_with_several_classes_per_patient():
+    """Lung-ultrasound exams: each patient has areas of different scores; patients stay whole."""
+    import pandas as pd
+
+    from lungsynth.splits import assign_splits, check_no_leakage
+
+    rows = []
+    for p in range(12):
+        for area in range(4):
+            score = str((p + area) % 4)
+            for f in range(3):
+                rows.append({"id": f"p{p}_a{area}_f{f}", "patient": f"patient{p:02d}", "class": score,
+                             "format": "lus_mat", "unit": "8bit", "source": f"p{p}_a{area}.mat", "slice": f,
+                             "mask": "", "lung_mask": ""})
+    df = pd.DataFrame(rows)
+    with pytest.raises(Exception, match="several classes"):
+        assign_splits(df, fractions={"train": 0.5, "val": 0.0, "test": 0.5})
+    out = assign_splits(df, fractions={"train": 0.5, "val": 0.0, "test": 0.5}, multiclass_patients=True)
+    check_no_leakage(out)
+    assert out.groupby("patient")["split"].nunique().max() == 1
+    for split in ("train", "test"):
+        assert set(out.loc[out["split"] == split, "class"]) == {"0", "1", "2", "3"}
+    assert abs((out["split"] == "train").mean() - 0.5) < 0.2

@@ -86,6 +86,8 @@ def ingest_dataset(
         split_lists=spec.get("split_lists"),
         root=root,
         skipped_files=[s["path"] for s in skipped],
+        # an ultrasound exam scores each lung area, so one patient can carry several classes
+        multiclass_patients=spec.get("format") in ("lus_mat", "lus_video") and spec.get("split_by", "patient") == "patient",
     )
     _check_classes_present(manifest, spec, root, "listed in split_lists")
     check_no_leakage(manifest)

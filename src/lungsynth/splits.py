@@ -94,6 +94,45 @@ def _split_class(counts: pd.Series, fractions: dict[str, float], seed: int, cls:
     return assignment
 
 
+def _split_patients(df: pd.DataFrame, fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Patient -> split when a patient's slices may carry several classes (lung-ultrasound exams).
+
+    Whole patients are shuffled with ``seed`` and each goes to the split furthest below its
+    target share of all slices; afterwards every split with a nonzero fraction must hold every
+    class, else an error says which class is missing where.
+    """
+    active = [s for s in SPLITS if fractions[s] > 0]
+    counts = df.groupby("patient").size()
+    patients = sorted(counts.index)
+    if len(patients) < len(active):
+        raise InputDataError("manifest", f"{len(patients)} patient(s) for splits {active}",
+                             "add patients, set the fraction of a split to 0, or split by video")
+    order = np.random.default_rng(seed).permutation(len(patients))
+    total = float(counts.sum())
+    slices = dict.fromkeys(active, 0.0)
+    assignment: dict[str, str] = {}
+    for rank, i in enumerate(order):
+        patient = patients[i]
+        empty = [s for s in active if slices[s] == 0]
+        left = len(patients) - rank
+        candidates = empty if empty and left <= len(empty) else active
+        split = max(candidates, key=lambda s: (fractions[s] * total - slices[s], fractions[s], -SPLITS.index(s)))
+        assignment[patient] = split
+        slices[split] += float(counts[patient])
+    splits = df["patient"].map(assignment)
+    for cls in sorted(df["class"].unique()):
+        present = set(splits[df["class"] == cls])
+        missing = [s for s in active if s not in present]
+        if missing:
+            raise InputDataError(
+                "manifest",
+                f"patient-level split leaves class {cls!r} out of split(s) {missing} "
+                f"({df.loc[df['class'] == cls, 'patient'].nunique()} patient(s) have it)",
+                "change split.seed, add patients with that class, or split by video",
+            )
+    return assignment
+
+
 def _read_split_lists(split_lists: Mapping[str, Any], root: Path) -> dict[str, tuple[str, Path]]:
     """Listed basename -> (split, list file)."""
     listed: dict[str, tuple[str, Path]] = {}
@@ -154,8 +193,13 @@ def assign_splits(
     split_lists: Mapping[str, Any] | None = None,
     root: str | Path | None = None,
     skipped_files: Iterable[str] = (),
+    multiclass_patients: bool = False,
 ) -> pd.DataFrame:
     """Return a copy of ``records_df`` with the ``split`` column (train|val|test) filled.
+
+    ``multiclass_patients``: a patient may have slices of several classes (a lung-ultrasound
+    exam scores each area); whole patients are then split without per-class stratification
+    (:func:`_split_patients`), and every class must still reach every split.
 
     Without ``split_lists``: per class, the sorted patients are shuffled with
     ``numpy.random.default_rng(seed)`` and each goes to the split furthest
@@ -172,7 +216,8 @@ def assign_splits(
     Columns come back in manifest order (:data:`lungsynth.readers.MANIFEST_COLUMNS`).
     """
     df = records_df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
-    check_patient_classes(df)
+    if not multiclass_patients:
+        check_patient_classes(df)
     if split_lists:
         if root is None:
             raise ConfigError("split_lists needs the dataset root to resolve the list files")
@@ -181,7 +226,9 @@ def assign_splits(
         fr = _check_fractions(fractions)
         out = df.copy()
         out["split"] = ""
-        for cls in sorted(df["class"].unique()):
+        if multiclass_patients:
+            out["split"] = df["patient"].map(_split_patients(df, fr, seed))
+        for cls in sorted(df["class"].unique()) if not multiclass_patients else []:
             rows = df["class"] == cls
             counts = df.loc[rows].groupby("patient").size()
             assignment = _split_class(counts, fr, seed, cls)
