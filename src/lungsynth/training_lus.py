@@ -27,7 +27,8 @@ from torch import nn
 
 from .io_utils import torch_load
 from .losses import LOSSES, discriminator_loss, generator_loss, smoothed_targets
-from .models.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator, lus_init_
+from .models.dcgan import dcgan_init_
+from .models.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator
 from .runlog import progress_bar
 from .training import CheckpointStore, LossLog, decode_uint8, select_device, seeded_generator
 
@@ -86,8 +87,8 @@ def build_lus_gan(model_config: dict, channels: int, image_size: int) -> tuple[n
         pack=int(model_config.get("pack", 2)),
         spectral_norm=bool(model_config.get("spectral_norm", False)),
     )
-    lus_init_(generator)
-    lus_init_(discriminator)
+    dcgan_init_(generator)
+    dcgan_init_(discriminator)
     return generator, discriminator
 
 

@@ -103,9 +103,15 @@ class DCGANDiscriminator(nn.Module):
 
 
 def dcgan_init_(module: nn.Module) -> None:
-    """DCGAN initialisation (Radford et al.): conv/linear weights N(0, 0.02), BN weights N(1, 0.02)."""
+    """DCGAN initialisation (Radford et al.): conv/linear weights N(0, 0.02), BN weights N(1, 0.02).
+
+    Spectrally normalised (parametrized) layers keep PyTorch's default init: their scale is
+    normalised anyway.
+    """
+    from torch.nn.utils import parametrize
+
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)) and not parametrize.is_parametrized(m, "weight"):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)

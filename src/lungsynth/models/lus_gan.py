@@ -187,18 +187,3 @@ class PackedDiscriminator(nn.Module):
             )
         packed = x.reshape(batch // self.pack, self.pack * channels, height, width)
         return self.net(packed).flatten()
-
-
-def lus_init_(module: nn.Module) -> None:
-    """DCGAN init (conv N(0, 0.02), BN weight N(1, 0.02)) for plain layers; spectrally
-    normalised layers keep PyTorch's default init (their scale is normalised anyway)."""
-    from torch.nn.utils import parametrize
-
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and not parametrize.is_parametrized(m, "weight"):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
