@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/dcgan.smk"
 include: "workflow/rules/lusgan.smk"
+include: "workflow/rules/cgan.smk"
 include: "workflow/rules/report.smk"
 
 

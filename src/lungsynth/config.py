@@ -114,6 +114,7 @@ def _check_cross_keys(config: dict) -> None:
         if 0 not in spec["mask_labels"]:
             raise ConfigError(f"config key datasets.{name}.mask_labels: must contain 0 (background)")
     _check_lusgan(config)
+    _check_cgan(config)
     low, high = config["preprocess"]["window"]
     if not low < high:
         raise ConfigError(f"config key preprocess.window: low {low} must be below high {high}")
@@ -178,6 +179,29 @@ def _check_lusgan(config: dict) -> None:
     if size < 8 or size & (size - 1):
         raise ConfigError(f"config key datasets.{lus['dataset']}.preprocess.size: the ultrasound GANs need a power of "
                           f"two of at least 8 (4 x 2^k), got {size}")
+
+
+def _check_cgan(config: dict) -> None:
+    cgan = config["cgan"]
+    if not cgan["enabled"]:
+        return
+    datasets = config["datasets"]
+    if cgan["dataset"] not in datasets:
+        raise ConfigError(f"config key cgan.dataset: '{cgan['dataset']}' is not declared in datasets ({', '.join(datasets)})")
+    spec = datasets[cgan["dataset"]]
+    with_masks = spec["format"] in ("nifti", "paired_folder") or (
+        spec["format"] == "phantom_ct" and spec["read_as"] == "nifti")
+    if not with_masks:
+        raise ConfigError(f"config key cgan.dataset: dataset {cgan['dataset']} (format {spec['format']}) has no infection "
+                          "masks; use a nifti or paired_folder dataset, or a phantom_ct dataset with read_as: nifti")
+    size = preprocess_settings(config, cgan["dataset"])["size"]
+    n_local = 2 if "g3" in cgan["variants"] else 1
+    factor = 2 ** (cgan["model"]["n_downsample_global"] + n_local)
+    if size & (size - 1) or size % factor:
+        raise ConfigError(f"config key datasets.{cgan['dataset']}.preprocess.size: the conditional GANs need a power of "
+                          f"two divisible by {factor} (2^(n_downsample_global + local enhancers)), got {size}")
+    if not cgan["methods"] and not cgan["variants"]:
+        raise ConfigError("config key cgan.methods: name at least one method (or disable the branch)")
 
 
 def _dataset_classes(spec: dict) -> list[str] | None:

@@ -106,3 +106,26 @@ def metric_boxplots(values: dict, scores: list[str], metrics: list[str], path: s
         ax.axis("off")
     fig.suptitle("generated vs real test frames, all pairs", fontsize=10)
     _save(fig, path)
+
+
+def cgan_cases(labels, real, synthetic: dict, path: str | Path, titles: dict | None = None) -> None:
+    """Seed 001's Fig. 6 layout: one row per case, columns map | real | each method.
+
+    ``labels`` uint8 ``(K, S, S)`` (0..3), ``real`` uint8 ``(K, 1, S, S)``, ``synthetic``
+    method -> uint8 ``(K, 1, S, S)``; ``titles`` method -> column title.
+    """
+    titles = titles or {}
+    k = len(labels)
+    columns = 2 + len(synthetic)
+    fig, axes = plt.subplots(k, columns, figsize=(1.9 * columns, 1.9 * k + 0.3), squeeze=False)
+    for row in range(k):
+        panels = [("label map", labels[row].numpy(), 3), ("real", real[row, 0].numpy(), 255)]
+        panels += [(titles.get(m, m), images[row, 0].numpy(), 255) for m, images in synthetic.items()]
+        for ax, (title, image, vmax) in zip(axes[row], panels):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -21,6 +21,7 @@ from .generation import image_grid, save_png
 from .ingest import read_manifest
 from .io_utils import write_text
 from .preprocess import load_split
+from .report_cgan import CGANReportInputs, cgan_sections
 
 # Seed 000 (Mann et al.) and the COVID-CT baseline it used, as published.
 PAPER_SHARE_COVID = 0.40
@@ -53,6 +54,7 @@ class ReportInputs:
     score_summary: Path | None = None
     positive_class: str = "covid"
     lus: "LUSReportInputs | None" = None
+    cgan: "CGANReportInputs | None" = None
     benchmarks: list[Path] = field(default_factory=list)
     config: dict = field(default_factory=dict)
 
@@ -130,7 +132,9 @@ def stage_table(paths: list[Path]) -> pd.DataFrame:
     rows = []
     for path in map(Path, paths):
         frame = pd.read_csv(path, sep="\t")
-        rows.append({"stage": path.parent.name, "job": path.stem, "seconds": float(frame["s"].iloc[0]),
+        parts = path.with_suffix("").parts
+        at = parts.index("benchmarks") + 1 if "benchmarks" in parts[:-2] else len(parts) - 2
+        rows.append({"stage": parts[at], "job": "/".join(parts[at + 1 :]), "seconds": float(frame["s"].iloc[0]),
                      "max RSS (MB)": float(frame["max_rss"].iloc[0])})
     return pd.DataFrame(rows, columns=["stage", "job", "seconds", "max RSS (MB)"])
 
@@ -364,7 +368,8 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     datasets = ", ".join(d for d in (inputs.dataset if inputs.manifest else None,
-                                     inputs.lus.dataset if inputs.lus else None) if d)
+                                     inputs.lus.dataset if inputs.lus else None,
+                                     inputs.cgan.dataset if inputs.cgan else None) if d)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1><p class='note'>lungsynth {__version__} &middot; datasets <b>{html.escape(datasets)}</b></p>"]
     if inputs.manifest is not None:
@@ -373,6 +378,9 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     if inputs.lus is not None:
         parts.append("<h1>Lung ultrasound: GAN per severity score (seed 003)</h1>")
         parts += _lus_sections(inputs.lus, out_dir)
+    if inputs.cgan is not None:
+        parts.append("<h1>COVID CT: conditional GANs, segmentation map to CT (seed 001)</h1>")
+        parts += cgan_sections(inputs.cgan, out_dir, _table, _img)
     if inputs.benchmarks:
         parts.append("<h2>Stage timings</h2>")
         parts.append(_table(stage_table(inputs.benchmarks), "{:.1f}"))

@@ -70,6 +70,7 @@ __all__ = [
     "METRICS",
     "HIGHER_IS_BETTER",
     "ssim",
+    "ssim_map",
     "ms_ssim",
     "ms_ssim_weights",
     "psnr",
@@ -205,8 +206,8 @@ def ms_ssim_weights(levels: int) -> tuple[float, ...]:
 # ----------------------------------------------------------------------------- metrics
 
 
-def _ssim_terms(x: torch.Tensor, y: torch.Tensor, dr: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image, per-channel means of the SSIM and CS maps, ``(B, C)`` each."""
+def _ssim_maps(x: torch.Tensor, y: torch.Tensor, dr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSIM and CS maps, ``(B, C, H - 10, W - 10)`` each ('valid' Gaussian filtering)."""
     taps = _gauss_taps()
     c1, c2 = (K1 * dr) ** 2, (K2 * dr) ** 2
     mx, my = _sep_filter(x, taps, taps), _sep_filter(y, taps, taps)
@@ -215,7 +216,24 @@ def _ssim_terms(x: torch.Tensor, y: torch.Tensor, dr: float) -> tuple[torch.Tens
     sxy = _sep_filter(x * y, taps, taps) - mx * my
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     lum = (2 * mx * my + c1) / (mx * mx + my * my + c1)
-    return (lum * cs).mean((-2, -1)), cs.mean((-2, -1))
+    return lum * cs, cs
+
+
+def _ssim_terms(x: torch.Tensor, y: torch.Tensor, dr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel means of the SSIM and CS maps, ``(B, C)`` each."""
+    s, cs = _ssim_maps(x, y, dr)
+    return s.mean((-2, -1)), cs.mean((-2, -1))
+
+
+def ssim_map(x: Images, y: Images, data_range: float | None = None) -> torch.Tensor:
+    """Per-pixel SSIM map, ``(B, C, H - 10, W - 10)`` float64 (settings of :func:`ssim`).
+
+    'valid' filtering: map pixel ``[i, j]`` belongs to the 11x11 window centred on
+    image pixel ``[i + 5, j + 5]``; ``ssim(x, y)`` is this map's mean over pixels
+    and channels.
+    """
+    x, y, dr = _prepare(x, y, data_range)
+    return _ssim_maps(x, y, dr)[0]
 
 
 def ssim(x: Images, y: Images, data_range: float | None = None) -> torch.Tensor:

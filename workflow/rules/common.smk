@@ -5,6 +5,9 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from lungsynth.config import preprocess_settings, train_settings, validate_config  # noqa: E402
 from lungsynth.errors import ConfigError  # noqa: E402
+from lungsynth.training_cgan import METHODS as _CGAN_METHODS, VARIANTS as _CGAN_VARIANTS  # noqa: E402
+
+CGAN_METHOD_NAMES = list(_CGAN_METHODS) + list(_CGAN_VARIANTS)
 
 try:
     config.update(validate_config(config))
@@ -15,6 +18,8 @@ except ConfigError as error:
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     label="[A-Za-z0-9_-]+",
+    method="|".join(CGAN_METHOD_NAMES),
+    step="global|local|joint|full",
 
 
 RESULTS = "results"
@@ -30,7 +35,7 @@ def dataset_root(name):
     """Folder the ingest stage reads for dataset `name`."""
     spec = dataset_spec(name)
     if spec["format"] == "phantom_ct":
-        return f"{RESULTS}/phantom/{name}/dicom"
+        return f"{RESULTS}/phantom/{name}/{spec['read_as']}"
     if spec["format"] == "phantom_lus":
         return f"{RESULTS}/phantom_lus/{name}/mat"
     return spec["path"]
@@ -53,14 +58,17 @@ def ingest_input(wildcards):
 def ingest_spec(name):
     """The reader settings of a dataset (the phantom is read as class folders of DICOM series)."""
     spec = dict(dataset_spec(name))
-    if spec["format"] == "phantom_ct":
+    if spec["format"] == "phantom_ct" and spec["read_as"] == "nifti":
+        spec["format"] = "nifti"
+        spec["labels_csv"] = "../labels.csv"
+    elif spec["format"] == "phantom_ct":
         spec["format"] = "dicom"
         spec["classes"] = {"covid": "covid", "noncovid": "noncovid"}
     elif spec["format"] == "phantom_lus":
         spec["format"] = "lus_mat"
         spec["scores_csv"] = "scores.csv"
-    spec.pop("phantom", None)
-    spec.pop("preprocess", None)
+    for key in ("phantom", "preprocess", "read_as"):
+        spec.pop(key, None)
     return spec
 
 
@@ -92,9 +100,61 @@ def lusgan_dataset():
     return config["lusgan"]["dataset"]
 
 
+def cgan_dataset():
+    return config["cgan"]["dataset"]
+
+
+def cgan_methods():
+    """Methods and Table V variants of the conditional-GAN branch, in table order."""
+    return list(config["cgan"]["methods"]) + [v for v in config["cgan"]["variants"] if v not in config["cgan"]["methods"]]
+
+
+def cgan_model_file(dataset, method, step):
+    return f"{RESULTS}/{dataset}/cgan/{method}/{step}/model.pt"
+
+
+def cgan_previous_step(wildcards):
+    """The previous step's weights of a method ([] for its first step)."""
+    steps = cgan_steps(wildcards.method)
+    index = steps.index(wildcards.step)
+    return [cgan_model_file(wildcards.dataset, wildcards.method, steps[index - 1])] if index else []
+
+
+def cgan_steps(method):
+    from lungsynth.training_cgan import method_spec, method_steps
+
+    return list(method_steps(method_spec(method, config["cgan"]["model"])))
+
+
+def cgan_final_model(wildcards):
+    return cgan_model_file(wildcards.dataset, wildcards.method, cgan_steps(wildcards.method)[-1])
+
+
+def cgan_report_inputs():
+    d = cgan_dataset()
+    methods = cgan_methods()
+    return {
+        "cgan_summary": f"{RESULTS}/{d}/segmentation/summary.json",
+        "cgan_table": f"{RESULTS}/{d}/cgan/table2.csv",
+        "cgan_cases": f"{RESULTS}/{d}/cgan/cases.png",
+        "cgan_losses": [f"{RESULTS}/{d}/cgan/{m}/{s}/losses.csv" for m in methods for s in cgan_steps(m)],
+        "cgan_generated": [f"{RESULTS}/{d}/cgan/{m}/generated.pt" for m in methods],
+        "benchmarks": [
+            *([f"{BENCH}/phantom_ct/{d}.tsv"] if dataset_spec(d)["format"] == "phantom_ct" else []),
+            f"{BENCH}/ingest/{d}.tsv",
+            f"{BENCH}/preprocess_segmentation/{d}.tsv",
+            f"{BENCH}/augment_cgan/{d}.tsv",
+            *[f"{BENCH}/train_cgan/{d}/{m}/{s}.tsv" for m in methods for s in cgan_steps(m)],
+            *[f"{BENCH}/generate_cgan/{d}/{m}.tsv" for m in methods],
+            f"{BENCH}/feature_extractor/{d}.tsv",
+            *[f"{BENCH}/quality_cgan/{d}/{m}.tsv" for m in methods],
+        ],
+    }
+
+
 def all_targets():
     targets = []
-    if config["dcgan"]["enabled"] or config["lusgan"]["enabled"]:
+    if config["dcgan"]["enabled"] or config["lusgan"]["enabled"] or config["cgan"]["enabled"]:
         targets.append(f"{RESULTS}/report/index.html")
     return targets
 
@@ -105,6 +165,8 @@ def report_inputs(wildcards):
         parts.append(dcgan_report_inputs())
     if config["lusgan"]["enabled"]:
         parts.append(lusgan_report_inputs())
+    if config["cgan"]["enabled"]:
+        parts.append(cgan_report_inputs())
     inputs = {"benchmarks": []}
     for part in parts:
         inputs["benchmarks"] += part.pop("benchmarks")

@@ -45,6 +45,8 @@ rule report:
         positive=config["classifier"]["positive_class"],
         lus_dataset=lusgan_dataset(),
         lus_labels=config["lusgan"]["classes"],
+        cgan_dataset=cgan_dataset(),
+        cgan_methods=cgan_methods(),
         title=config["report"]["title"],
         config=config,
     conda:

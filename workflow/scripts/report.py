@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lungsynth.report import LUSReportInputs, ReportInputs, build_report
+from lungsynth.report import CGANReportInputs, LUSReportInputs, ReportInputs, build_report
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):
@@ -36,8 +36,20 @@ with job_log(snakemake.log[0]):
             nearest=i["lus_nearest"],
             values=i["lus_values"],
         )
+    cgan = None
+    if "cgan_table" in i:
+        methods = list(p.cgan_methods)
+        losses = {m: [f for f in i["cgan_losses"] if f"/cgan/{m}/" in f] for m in methods}
+        cgan = CGANReportInputs(
+            dataset=p.cgan_dataset,
+            summary=i["cgan_summary"],
+            table=i["cgan_table"],
+            cases=i["cgan_cases"],
+            losses=losses,
+            generated=dict(zip(methods, i["cgan_generated"])),
+        )
     build_report(
-        ReportInputs(**dcgan, lus=lus, benchmarks=list(i["benchmarks"]), config=dict(p.config)),
+        ReportInputs(**dcgan, lus=lus, cgan=cgan, benchmarks=list(i["benchmarks"]), config=dict(p.config)),
         Path(snakemake.output.html).parent,
         title=p.title,
     )

@@ -8,3 +8,19 @@ __all__ = ["DCGANDiscriminator", "DCGANGenerator", "DenseNetClassifier", "dcgan_
 from .lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator  # noqa: E402
 
 __all__ += ["ImprovedLUSGenerator", "LUSGenerator", "PackedDiscriminator"]
+
+from .cgan import (  # noqa: E402
+    DESUM,
+    DFMWeighting,
+    GlobalGenerator,
+    GlobalLocalGenerator,
+    LocalEnhancer,
+    MultiscaleDiscriminator,
+    PatchDiscriminator,
+    SEANGenerator,
+    SPADEGenerator,
+    UNetGenerator,
+)
+
+__all__ += ["DESUM", "DFMWeighting", "GlobalGenerator", "GlobalLocalGenerator", "LocalEnhancer",
+            "MultiscaleDiscriminator", "PatchDiscriminator", "SEANGenerator", "SPADEGenerator", "UNetGenerator"]

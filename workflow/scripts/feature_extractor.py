@@ -1,0 +1,7 @@
+from lungsynth.pipeline_cgan import feature_extractor_job
+from lungsynth.runlog import job_log
+
+with job_log(snakemake.log[0], snakemake.threads):
+    feature_extractor_job(
+        snakemake.input.train, snakemake.output.model, snakemake.output.history, dict(snakemake.params.settings)
+    )
