@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path, nargs="?", default=Path("results/benchmarks"))
     parser.add_argument("--wall-seconds", type=float, default=None, help="measured wall time of the whole run")
     args = parser.parse_args()
-    table = stage_table(sorted(args.folder.glob("*/*.tsv")))
+    table = stage_table(sorted(args.folder.glob("**/*.tsv")))
     if table.empty:
         raise SystemExit(f"no benchmark files under {args.folder}; run the workflow first")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))

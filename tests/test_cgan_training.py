@@ -12,6 +12,7 @@ from lungsynth.training_cgan import (
     VARIANTS,
     CGANSettings,
     build_networks,
+    dfm_objective,
     load_cgan,
     lr_factor,
     method_spec,
@@ -95,6 +96,29 @@ def test_scale_weights_conventions():
     dfm = DFMWeighting(16, n_scales=2, hidden=4)
     w = scale_weights(spec, dfm, feats)
     assert w.shape == (2, 2) and torch.allclose(w.sum(1), torch.ones(2)) and ((w > 0) & (w < 1)).all()
+
+
+def test_dfm_objective_optimum_is_the_tempered_softmax_of_relative_fm():
+    fm = torch.tensor([[1.2, 0.8], [0.5, 1.5]])
+    logits = torch.zeros(2, 2, requires_grad=True)
+    opt = torch.optim.Adam([logits], lr=0.05)
+    for _ in range(2000):
+        opt.zero_grad()
+        dfm_objective(torch.softmax(logits, 1), fm, 0.25).backward()
+        opt.step()
+    relative = fm / fm.mean(1, keepdim=True)
+    assert torch.allclose(torch.softmax(logits, 1), torch.softmax(relative / 0.25, 1), atol=1e-3)
+
+
+def test_dfm_net_trains_on_the_discriminator_side_and_beta_stays_interior(tmp_path):
+    images, labels = _pairs()
+    spec = method_spec("globallocal", TINY_MODEL)
+    torch.manual_seed(0)
+    start = build_networks(spec, 1, SIZE)["dfm"].state_dict()
+    result = train_cgan_step(images, labels, spec, _settings(epochs=3), "joint", tmp_path, progress=False)
+    assert any(not torch.equal(v, start[k]) for k, v in result["dfm"].items())
+    beta = pd.read_csv(result["loss_csv"])["beta"]
+    assert beta.between(0.02, 0.98).all()
 
 
 def test_lr_schedule_is_constant_then_linear_to_zero():

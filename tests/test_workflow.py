@@ -14,7 +14,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report",
-         "phantom_lus", "train_lusgan", "generate_lusgan", "similarity_lusgan"}
+         "phantom_lus", "train_lusgan", "generate_lusgan", "similarity_lusgan",
+         "preprocess_segmentation", "augment_cgan", "train_cgan", "generate_cgan", "feature_extractor", "quality_cgan",
+         "cgan_tables"}
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +56,8 @@ def test_dry_run_shows_the_whole_chain(tmp_path):
     assert RULES <= set(counts)
     assert counts["train_dcgan"] == 2 and counts["generate_dcgan"] == 2
     assert counts["train_lusgan"] == 4 and counts["generate_lusgan"] == 4
+    # globallocal, pix2pixhd and the no_desum variant: 3 steps each; pix2pix, spade, sean: 1
+    assert counts["train_cgan"] == 3 * 3 + 3 and counts["generate_cgan"] == 6 and counts["quality_cgan"] == 6
 
 
 def test_end_to_end_artifacts(tiny_run):
@@ -93,6 +97,29 @@ def test_end_to_end_ultrasound_branch(tiny_run):
     assert len(nearest) == 4 * 8
     generated = torch.load(results / "phantom_lus" / "lusgan" / "0" / "generated.pt", weights_only=True)["images"]
     assert generated.shape == (8, 1, 32, 32) and generated.dtype == torch.uint8
+
+
+def test_end_to_end_conditional_gan_branch(tiny_run):
+    results = tiny_run / "results"
+    html = (results / "report" / "index.html").read_text()
+    for section in ("seed 001", "Image quality (seed 001's Table II)", "Ablations (seed 001's Table V",
+                    "Synthesis from test label maps"):
+        assert section in html
+    table = pd.read_csv(results / "phantom_ct_seg" / "cgan" / "table2.csv")
+    assert set(table["method"]) == {"globallocal", "pix2pix", "pix2pixhd", "spade", "sean", "no_desum"}
+    assert set(table["metric"]) == {"FID", "KID", "PSNR", "SSIM", "RMSE"} and set(table["region"]) == {"complete", "lung"}
+    assert table["value"].notna().all()
+    test = torch.load(results / "phantom_ct_seg" / "cgan" / "data" / "test_aug.pt", weights_only=True)
+    generated = torch.load(results / "phantom_ct_seg" / "cgan" / "sean" / "generated.pt", weights_only=True)
+    assert generated["synthetic"].shape == test["images"].shape == (8, 1, 32, 32)
+    outside = test["labels"] == 0
+    assert torch.equal(generated["composite"][:, 0][outside], test["images"][:, 0][outside])
+    for step in ("global", "local", "joint"):
+        losses = pd.read_csv(results / "phantom_ct_seg" / "cgan" / "globallocal" / step / "losses.csv")
+        assert len(losses) == 4  # 16 pairs / batch 8 x (1 + 1 epochs)
+    joint = pd.read_csv(results / "phantom_ct_seg" / "cgan" / "globallocal" / "joint" / "losses.csv")
+    assert joint["alpha"].between(0, 1, inclusive="neither").all()
+    assert joint["beta"].between(0, 1, inclusive="neither").all()
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
@@ -145,6 +172,21 @@ def test_bad_input_file_stops_naming_it_and_leaves_no_manifest(tmp_path):
     assert "covid_3.png" in result.stdout + result.stderr
     ingest_dir = tmp_path / "results" / "mine" / "ingest"
     assert not ingest_dir.exists() or not list(ingest_dir.iterdir())
+
+
+@pytest.mark.realdata
+def test_semiseg_example_builds_label_maps_with_derived_lungs(tmp_path, realdata_dir):
+    """config/examples/covid_semiseg.yaml up to the augmented pairs on the real COVID-SemiSeg sample."""
+    example = REPO / "config" / "examples" / "covid_semiseg.yaml"
+    override = tmp_path / "where.yaml"
+    override.write_text(f"datasets:\n  covid_semiseg:\n    path: {realdata_dir / 'covid-semiseg' / 'train'}\n")
+    target = "results/covid_semiseg/cgan/data/train_aug.pt"
+    result = snakemake(tmp_path, target, configfiles=(example, override))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "results" / "covid_semiseg" / "segmentation" / "summary.json").read_text())
+    assert summary["lung_mask"]["derived"] == sum(summary["counts"][s]["slices"] for s in ("train", "val", "test"))
+    data = torch.load(tmp_path / target, weights_only=True)
+    assert data["images"].shape == (600, 1, 128, 128) and set(data["labels"].unique().tolist()) == {0, 1, 2, 3}
 
 
 @pytest.mark.realdata

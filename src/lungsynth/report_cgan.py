@@ -115,7 +115,9 @@ def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> 
     parts.append("<p class='note'>Each synthetic image against the real slice of the same (augmented) test map. "
                  "PSNR, SSIM (Gaussian 11/1.5, 'valid'), RMSE (0..255 scale): mean [95% t interval] over image pairs; "
                  "FID and KID: value [bootstrap 95% interval]. Lung-only: pixel metrics inside the lung mask, FID/KID on "
-                 f"images with the non-lung area set to black. {html.escape(PAPER_TABLE2_NOTE)}</p>")
+                 f"images with the non-lung area set to black. SEAN encodes its per-region style codes from the real "
+                 "slice of each test map (its authors' protocol), an advantage the other methods lack. "
+                 f"{html.escape(PAPER_TABLE2_NOTE)}</p>")
     features = str(table["features"].iloc[0]) if "features" in table and len(table) else ""
     if features:
         parts.append(f"<p class='note'>Features for FID/KID: {html.escape(features)}.</p>")

@@ -49,6 +49,7 @@ from .models.cgan import (
     downsample_labels,
     feature_matching_loss,
     init_weights_,
+    per_scale_feature_matching,
 )
 from .runlog import progress_bar
 from .segdata import N_LABELS, one_hot
@@ -57,7 +58,7 @@ from .training import CheckpointStore, LossLog, decode_uint8, encode_uint8, seed
 log = logging.getLogger(__name__)
 
 METHODS = ("globallocal", "pix2pix", "pix2pixhd", "spade", "sean")
-METHOD_NAMES = {"globallocal": "Seed 001 (global-local, DESUM + DFM)", "pix2pix": "Pix2pix",
+METHOD_NAMES = {"globallocal": "Seed 001 (DESUM + DFM)", "pix2pix": "Pix2pix",
                 "pix2pixhd": "Pix2pixHD", "spade": "SPADE", "sean": "SEAN"}
 
 _BASE = {"family": "globallocal", "fusion": "desum", "desum_source": "features", "n_local": 1, "n_scales": 2,
@@ -186,6 +187,21 @@ def scale_weights(spec: dict, dfm: nn.Module | None, d_fake: list[list[torch.Ten
     return torch.full((n,), 1.0 / n, device=device)
 
 
+def dfm_objective(weights: torch.Tensor, fm: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Loss of the DFM net (minimised on the discriminator side): ``-(sum_s w_s r_s) - T * H(w)``.
+
+    ``weights`` ``(B, n_scales)`` from the DFM net; ``fm`` ``(B, n_scales)`` per-discriminator
+    feature-matching distances (detached), ``r = fm / mean_s(fm)`` their relative size; ``H`` the
+    entropy of ``w``. The optimum is ``w = softmax(r / T)``: more weight on the discriminator whose
+    features tell the synthetic image from the real one more clearly, tempered by ``T``
+    (``dfm_temperature``). Minimising the generator's loss over ``w`` instead drives beta to 0 or 1
+    within tens of iterations (all weight on the smaller term), which is why the net is trained here.
+    """
+    relative = fm / fm.mean(1, keepdim=True).clamp_min(1e-8)
+    entropy = -(weights * weights.clamp_min(1e-12).log()).sum(1)
+    return -((weights * relative).sum(1) + temperature * entropy).mean()
+
+
 @dataclass
 class CGANSettings:
     """Training settings shared by all conditional GANs (see the config schema)."""
@@ -197,6 +213,7 @@ class CGANSettings:
     beta1: float = 0.5
     beta2: float = 0.999
     fm_weight: float = 10.0
+    dfm_temperature: float = 0.25
     l1_weight: float = 100.0
     ttur_lr_g: float = 1e-4
     ttur_lr_d: float = 4e-4
@@ -292,12 +309,13 @@ def train_cgan_step(
         if net is not None:
             net.to(device, memory_format=memory_format).train()
 
-    g_params = _trainable(generator, step_name) + (list(dfm.parameters()) if dfm is not None else [])
+    g_params = _trainable(generator, step_name)
+    d_params = list(discriminator.parameters()) + (list(dfm.parameters()) if dfm is not None else [])
     ttur = spec["family"] in ("spade", "sean")
     lr_g, lr_d = (settings.ttur_lr_g, settings.ttur_lr_d) if ttur else (settings.lr, settings.lr)
     betas = (0.0, 0.9) if ttur else (settings.beta1, settings.beta2)
     opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=betas)
+    opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas)
 
     store = CheckpointStore(work_dir / "checkpoints")
     losses = LossLog(work_dir / "losses.csv", LOSS_COLUMNS)
@@ -354,6 +372,10 @@ def train_cgan_step(
                          for r, f in zip(d_real, d_fake)) / len(d_real)
             if spec["family"] == "pix2pix":
                 loss_d = loss_d * 0.5  # pix2pix halves D's objective to slow it relative to G
+            if dfm is not None:
+                fm = per_scale_feature_matching([[t.detach().float() for t in r] for r in d_real],
+                                                [[t.detach().float() for t in f] for f in d_fake])
+                loss_d = loss_d + dfm_objective(scale_weights(spec, dfm, d_fake), fm, settings.dfm_temperature)
         opt_d.zero_grad(set_to_none=True)
         scaler.scale(loss_d).backward()
         scaler.step(opt_d)
@@ -369,7 +391,7 @@ def train_cgan_step(
                 loss_l1 = F.l1_loss(fake.float(), real_d.float())
                 loss_g = adv + settings.l1_weight * loss_l1
             else:
-                weights = scale_weights(spec, dfm, d_gen)
+                weights = scale_weights(spec, dfm, d_gen).detach()  # the DFM net learns on D's side
                 real_feats = [[t.detach().float() for t in r] for r in d_real]
                 fake_feats = [[t.float() for t in g] for g in d_gen]
                 # seed 001 eq. 4: per discriminator, the sum over its intermediate layers of the mean L1
@@ -425,7 +447,8 @@ def load_cgan(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.
 
 @torch.no_grad()
 def synthesise(generator: nn.Module, spec: dict, labels: torch.Tensor, real: torch.Tensor | None = None, *,
-               batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False) -> torch.Tensor:
+               batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = False,
+               seed: int = 0) -> torch.Tensor:
     """Images synthesised from label maps: uint8 ``(N, C, S, S)``.
 
     ``labels`` uint8 ``(N, S, S)``; ``real`` uint8 ``(N, C, S, S)`` is needed by SEAN only
@@ -436,9 +459,17 @@ def synthesise(generator: nn.Module, spec: dict, labels: torch.Tensor, real: tor
     device = torch.device(device)
     out = []
     starts = range(0, len(labels), batch_size)
-    for start in progress_bar(starts, total=len(starts), desc=f"synthesise {spec['method']}", unit="batch",
-                              disable=not progress):
-        maps = one_hot(labels[start : start + batch_size]).to(device)
-        ref = decode_uint8(real[start : start + batch_size]).to(device) if real is not None else None
-        out.append(encode_uint8(_generate(generator, spec, maps, ref, "full").float().cpu()))
+    # pix2pix synthesises in training mode, as its authors do: batch-norm statistics of the batch
+    # and dropout as the noise source (seeded here, so the output is reproducible)
+    was_training = generator.training
+    generator.train(spec["family"] == "pix2pix")
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for start in progress_bar(starts, total=len(starts), desc=f"synthesise {spec['method']}", unit="batch",
+                                  disable=not progress):
+            maps = one_hot(labels[start : start + batch_size]).to(device)
+            ref = decode_uint8(real[start : start + batch_size]).to(device) if real is not None else None
+            out.append(encode_uint8(_generate(generator, spec, maps, ref, "full").float().cpu()))
+    generator.train(was_training)
     return torch.cat(out)

@@ -485,6 +485,22 @@ class DFMWeighting(nn.Module):
         return _open_unit(torch.softmax(_at_least_float32(logits), dim=1), self.n_scales)
 
 
+def per_scale_feature_matching(real_feats: list[list[Tensor]], fake_feats: list[list[Tensor]]) -> Tensor:
+    """``FM_bs`` ``(B, n_scales)``: per sample, the mean over scale ``s``'s intermediate layers of the mean L1.
+
+    Real features are detached; the final logit map of each scale is not matched.
+    """
+    if len(real_feats) != len(fake_feats) or not real_feats:
+        raise ValueError(f"need the same non-zero number of scales, got {len(real_feats)} real and {len(fake_feats)} fake")
+    per_scale = []
+    for real, fake in zip(real_feats, fake_feats):
+        if len(real) != len(fake) or len(real) < 2:
+            raise ValueError("each scale needs the same number (>= 2) of real and fake feature maps")
+        layers = [(f - r.detach()).abs().flatten(1).mean(1) for r, f in zip(real[:-1], fake[:-1])]
+        per_scale.append(torch.stack(layers, 0).mean(0))
+    return torch.stack(per_scale, 1)
+
+
 def feature_matching_loss(
     real_feats: list[list[Tensor]],
     fake_feats: list[list[Tensor]],
@@ -499,15 +515,7 @@ def feature_matching_loss(
     ``weights = (0.5, 0.5)`` is half the unweighted loss. pix2pixHD's term equals
     ``lambda_feat * 4 / n_scales * (this, unweighted)`` for ``n_layers = 3``.
     """
-    if len(real_feats) != len(fake_feats) or not real_feats:
-        raise ValueError(f"need the same non-zero number of scales, got {len(real_feats)} real and {len(fake_feats)} fake")
-    per_scale = []
-    for real, fake in zip(real_feats, fake_feats):
-        if len(real) != len(fake) or len(real) < 2:
-            raise ValueError("each scale needs the same number (>= 2) of real and fake feature maps")
-        layers = [(f - r.detach()).abs().flatten(1).mean(1) for r, f in zip(real[:-1], fake[:-1])]
-        per_scale.append(torch.stack(layers, 0).mean(0))
-    fm = torch.stack(per_scale, 1)  # (B, n_scales)
+    fm = per_scale_feature_matching(real_feats, fake_feats)
     if weights is None:
         return fm.sum(1).mean()
     if weights.shape not in ((fm.shape[1],), tuple(fm.shape)):
