@@ -186,7 +186,7 @@ def test_semiseg_example_builds_label_maps_with_derived_lungs(tmp_path, realdata
     summary = json.loads((tmp_path / "results" / "covid_semiseg" / "segmentation" / "summary.json").read_text())
     assert summary["lung_mask"]["derived"] == sum(summary["counts"][s]["slices"] for s in ("train", "val", "test"))
     data = torch.load(tmp_path / target, weights_only=True)
-    assert data["images"].shape == (600, 1, 128, 128) and set(data["labels"].unique().tolist()) == {0, 1, 2, 3}
+    assert data["images"].shape == (480, 1, 128, 128) and set(data["labels"].unique().tolist()) == {0, 1, 2, 3}
 
 
 @pytest.mark.realdata

@@ -88,8 +88,12 @@ def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> 
     parts = [f"<h2>Dataset: {html.escape(inputs.dataset)}</h2>"]
     counts = summary.get("counts", {})
     if counts:
-        parts.append(table_fn(pd.DataFrame([{"split": k, **(v if isinstance(v, dict) else {"slices": v})}
-                                            for k, v in counts.items()])))
+        frame = pd.DataFrame([{"split": k, **(v if isinstance(v, dict) else {"slices": v})} for k, v in counts.items()])
+        order = [c for c in ("split", "slices", "patients", "dropped_without_infection") if c in frame]
+        frame = frame[order + [c for c in frame if c not in order]].rename(
+            columns={"dropped_without_infection": "dropped (no infection)"})
+        parts.append(table_fn(frame.set_index("split").reindex([s for s in ("train", "val", "test") if s in
+                                                                 set(frame["split"])]).reset_index()))
     lung = summary.get("lung_mask", {})
     if isinstance(lung, dict) and lung:
         parts.append(f"<p>Lung masks (mode <b>{html.escape(str(lung.get('mode')))}</b>): {lung.get('given', 0)} given, "
@@ -122,6 +126,11 @@ def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> 
     if features:
         parts.append(f"<p class='note'>Features for FID/KID: {html.escape(features)}.</p>")
     parts.append(table_fn(quality_pivot(table, main)))
+    iterations = [len(pd.read_csv(p)) for paths in inputs.losses.values() for p in paths]
+    if iterations and max(iterations) < 1000:
+        parts.append(f"<p class='warn'>Every training step ran at most {max(iterations)} iterations (CPU-sized "
+                     "settings): the table ranks how far each method gets in that budget, not its converged quality. "
+                     "The paper trained 20 epochs of 12,000 pairs per step.</p>")
     variants = [m for m in methods if m not in METHODS]
     if variants:
         parts.append("<h2>Ablations (seed 001's Table V, image-quality columns)</h2>")

@@ -82,7 +82,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "g1": ("G = 1", {"n_local": 0}),
     "g3": ("G = 3", {"n_local": 2}),
 }
-LOSS_COLUMNS = ("step", "epoch", "lr", "loss_d", "loss_g_adv", "loss_fm", "loss_l1", "alpha", "beta")
+LOSS_COLUMNS = ("step", "epoch", "lr", "loss_d", "loss_g_adv", "loss_fm", "loss_l1", "loss_dfm", "alpha", "beta")
 
 
 def method_spec(method: str, model: dict) -> dict:
@@ -372,12 +372,13 @@ def train_cgan_step(
                          for r, f in zip(d_real, d_fake)) / len(d_real)
             if spec["family"] == "pix2pix":
                 loss_d = loss_d * 0.5  # pix2pix halves D's objective to slow it relative to G
+            loss_dfm = torch.zeros((), device=device)
             if dfm is not None:
                 fm = per_scale_feature_matching([[t.detach().float() for t in r] for r in d_real],
                                                 [[t.detach().float() for t in f] for f in d_fake])
-                loss_d = loss_d + dfm_objective(scale_weights(spec, dfm, d_fake), fm, settings.dfm_temperature)
+                loss_dfm = dfm_objective(scale_weights(spec, dfm, d_fake), fm, settings.dfm_temperature)
         opt_d.zero_grad(set_to_none=True)
-        scaler.scale(loss_d).backward()
+        scaler.scale(loss_d + loss_dfm).backward()
         scaler.step(opt_d)
 
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
@@ -405,9 +406,9 @@ def train_cgan_step(
         alphas = getattr(generator, "alphas", [])
         alpha = float(torch.stack([a.detach().float().mean() for a in alphas]).mean()) if alphas and step_name != "global" else float("nan")
         beta = float(weights[..., 0].detach().float().mean()) if weights is not None else float("nan")
-        values = (loss_d.item(), adv.item(), loss_fm.item(), loss_l1.item())
+        values = (loss_d.item(), adv.item(), loss_fm.item(), loss_l1.item(), loss_dfm.item())
         if not all(math.isfinite(v) for v in values):
-            raise FloatingPointError(f"non-finite loss at iteration {step}: {dict(zip(LOSS_COLUMNS[3:7], values))}")
+            raise FloatingPointError(f"non-finite loss at iteration {step}: {dict(zip(LOSS_COLUMNS[3:8], values))}")
         pending.append((step, epoch, round(lr_g * scale, 8), *(round(v, 6) for v in values), round(alpha, 6), round(beta, 6)))
         bar.set_postfix(loss_d=f"{values[0]:.3f}", adv=f"{values[1]:.3f}", refresh=False)
         done = step + 1
