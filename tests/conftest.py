@@ -20,6 +20,20 @@ SECRET_PATIENT_ID = "PID-SECRET-4711"
 SECRET_PATIENT_NAME = "Doe^Jane"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small convolutions run several times faster on one intra-op thread on a busy 2-core machine.
+
+    Modules of small-network tests use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def realdata_dir() -> Path:
     """``../shared/realdata`` (or ``$LUNGSYNTH_REALDATA``); skips the test when absent."""

@@ -35,13 +35,7 @@ from lungsynth.models.dcgan import count_parameters
 L, C, S = 4, 1, 64  # label channels, image channels, side
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def onehot(batch: int = 2, side: int = S, labels: int = L, absent: tuple[int, ...] = (), seed: int = 0) -> torch.Tensor:

@@ -28,6 +28,7 @@ TINY_MODEL = {
     "unet_width": 4, "spade_width": 2, "spade_hidden": 4, "style_dim": 4,
 }
 SIZE = 32
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pairs(n: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

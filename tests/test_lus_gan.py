@@ -16,13 +16,7 @@ from lungsynth.training import CheckpointStore
 from lungsynth.training_lus import LUSSettings, load_lus_generator, train_lus_gan
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is ~10x faster than two on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- models -----------------------------------------------------------------------------------

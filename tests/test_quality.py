@@ -38,13 +38,7 @@ def synthetic_ct(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.
     return images, labels
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small convolutions run several times faster on one thread on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

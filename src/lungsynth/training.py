@@ -59,6 +59,13 @@ def encode_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
 
+def mixed_precision(enabled: bool, device: torch.device) -> tuple[bool, torch.dtype, torch.amp.GradScaler]:
+    """``(use_amp, dtype, scaler)``: autocast only on CUDA; bf16 where supported (no scaling), else fp16 with a scaler."""
+    use_amp = enabled and device.type == "cuda"
+    dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    return use_amp, dtype, torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
+
+
 class CheckpointStore:
     """Atomic step checkpoints ``ckpt_<step>.pt`` in a folder, keeping the newest ``keep``."""
 
@@ -210,9 +217,7 @@ def train_dcgan(
         log.info("resuming from checkpoint at step %d of %d", start, total_steps)
     losses.restart_at(start)
 
-    use_amp = settings.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    use_amp, amp_dtype, scaler = mixed_precision(settings.amp, device)
     latent = model_config["latent_dim"]
     pending: list[tuple] = []
     perm_epoch, perm = -1, None

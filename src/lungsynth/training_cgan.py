@@ -53,7 +53,15 @@ from .models.cgan import (
 )
 from .runlog import progress_bar
 from .segdata import N_LABELS, one_hot
-from .training import CheckpointStore, LossLog, decode_uint8, encode_uint8, seeded_generator, select_device
+from .training import (
+    CheckpointStore,
+    LossLog,
+    decode_uint8,
+    encode_uint8,
+    mixed_precision,
+    seeded_generator,
+    select_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -332,9 +340,7 @@ def train_cgan_step(
         log.info("resuming from checkpoint at step %d of %d", start, total)
     losses.restart_at(start)
 
-    use_amp = settings.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    use_amp, amp_dtype, scaler = mixed_precision(settings.amp, device)
     factor = 2 ** spec["n_local"] if step_name == "global" else 1
     pending: list[tuple] = []
     perm_epoch, perm = -1, None
