@@ -1,0 +1,85 @@
+"""Report sections of the downstream studies: seed 001's Tables III/IV and Table V's Dice column, the classifier study."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .training_cgan import VARIANTS, method_label
+
+STRUCTURES = ("ground_glass", "consolidation", "infection")
+METRICS = ("dice", "sensitivity", "specificity")
+
+
+@dataclass
+class AblationReportInputs:
+    """Artifacts of the studies; a study whose paths are None is left out."""
+
+    segmentation_table: Path | None = None
+    segmentation_plot: Path | None = None
+    classifier_table: Path | None = None
+    classifier_plot: Path | None = None
+
+
+def _cell(row: pd.Series, low: str, high: str) -> str:
+    return f"{100 * row['mean']:.2f} [{100 * row[low]:.2f}, {100 * row[high]:.2f}]"
+
+
+def paper_layout(table: pd.DataFrame, mode: str, *, ci: str = "seed") -> pd.DataFrame:
+    """Rows = (method, synthetic share); columns = '<structure> <metric>' as 'mean [CI]' in percent."""
+    part = table[table["mode"] == mode]
+    rows = []
+    for (method, ratio), group in part.groupby(["method", "ratio"], sort=False):
+        label = method if method == "real only" else method_label(method)
+        row = {"training data": label, "synthetic share": f"{100 * ratio:.0f}%"}
+        for structure in STRUCTURES:
+            for metric in METRICS:
+                hit = group[(group["structure"] == structure) & (group["metric"] == metric)]
+                row[f"{structure} {metric}"] = _cell(hit.iloc[0], f"{ci}_low", f"{ci}_high") if len(hit) else "n/a"
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["synthetic share", "training data"], key=lambda c: c.str.rstrip("%").astype(float)
+                             if c.name == "synthetic share" else c, kind="stable")
+
+
+def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img_fn) -> list[str]:
+    """HTML parts; ``table_fn``/``img_fn`` are the report's renderers."""
+    parts: list[str] = []
+    if inputs.segmentation_table is not None:
+        table = pd.read_csv(inputs.segmentation_table)
+        parts.append("<h2>U-Net with synthetic slices (seed 001's Tables III and IV)</h2>")
+        parts.append("<p class='note'>A U-Net (background / ground-glass / consolidation) trained on the real slices of "
+                     "the synthesis-test split with a share replaced by (Table III, total fixed) or added to (Table IV, "
+                     "real count fixed) composite synthetic slices of the same maps; tested on the augmented "
+                     "segmentation-test split in folds. Cells: mean [95% CI] in percent; the CI includes the variance "
+                     "between training seeds (with one seed it is the fold-only t interval, as in the paper).</p>")
+        if inputs.segmentation_plot is not None:
+            plot = out_dir / "ablation_metrics_vs_ratio.png"
+            shutil.copyfile(inputs.segmentation_plot, plot)
+            parts.append(img_fn(plot, "U-Net metrics against the synthetic share"))
+        for mode, title in (("replace", "Table III: synthetic replaces real (total fixed)"),
+                            ("add", "Table IV: synthetic added (real fixed)")):
+            if (table["mode"] == mode).any():
+                parts.append(f"<h3>{title}</h3>" + table_fn(paper_layout(table, mode)))
+        variants = table[table["method"].isin(list(VARIANTS)) | (table["method"] == "globallocal")]
+        variants = variants[(variants["mode"] == "replace") & (variants["ratio"] == table["ratio"].max())
+                            & (variants["structure"] == "infection") & (variants["metric"] == "dice")]
+        if variants["method"].nunique() > 1:
+            rows = [{"method": method_label(r["method"]), "Dice (infection, %)": _cell(r, "seed_low", "seed_high")}
+                    for _, r in variants.iterrows()]
+            parts.append("<h3>Table V, Dice column (replace at the largest share)</h3>" + table_fn(pd.DataFrame(rows)))
+    if inputs.classifier_table is not None:
+        table = pd.read_csv(inputs.classifier_table)
+        parts.append("<h2>Classifier trained with DCGAN images added (beyond seed 000)</h2>")
+        parts.append("<p class='note'>The DenseNet-169 trained on the real train split plus the given share (of each "
+                     "class's real count) of DCGAN images of that class, tested on the real test split; mean [95% t "
+                     "interval] over training seeds.</p>")
+        if inputs.classifier_plot is not None:
+            plot = out_dir / "classifier_study.png"
+            shutil.copyfile(inputs.classifier_plot, plot)
+            parts.append(img_fn(plot, "classifier metrics against the synthetic share"))
+        parts.append(table_fn(table))
+    return parts
