@@ -6,7 +6,7 @@ rule augment_segtest:
         f"{RESULTS}/{{dataset}}/ablation/data/test_aug.pt",
     params:
         settings=config["cgan"]["augment"],
-        count=config["ablation"]["segmentation"]["test_count"],
+        n_slices=config["ablation"]["segmentation"]["test_count"],
     conda:
         "../../envs/lungsynth.yaml"
     log:

@@ -3,4 +3,4 @@ from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):
     s = dict(snakemake.params.settings)
-    augment_job(snakemake.input.test, snakemake.output[0], snakemake.params.count, s | {"seed": s["seed"] + 2})
+    augment_job(snakemake.input.test, snakemake.output[0], snakemake.params.n_slices, s | {"seed": s["seed"] + 2})
