@@ -16,7 +16,7 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report",
          "phantom_lus", "train_lusgan", "generate_lusgan", "similarity_lusgan",
          "preprocess_segmentation", "augment_cgan", "train_cgan", "generate_cgan", "feature_extractor", "quality_cgan",
-         "cgan_tables"}
+         "cgan_tables", "augment_segtest", "unet_cell", "ablation_tables", "classifier_cell", "classifier_study"}
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +120,25 @@ def test_end_to_end_conditional_gan_branch(tiny_run):
     joint = pd.read_csv(results / "phantom_ct_seg" / "cgan" / "globallocal" / "joint" / "losses.csv")
     assert joint["alpha"].between(0, 1, inclusive="neither").all()
     assert joint["beta"].between(0, 1, inclusive="neither").all()
+
+
+def test_end_to_end_downstream_studies(tiny_run):
+    results = tiny_run / "results"
+    html = (results / "report" / "index.html").read_text()
+    for section in ("Tables III and IV", "Table III: synthetic replaces real", "Table IV: synthetic added",
+                    "Classifier trained with DCGAN images added"):
+        assert section in html
+    table = pd.read_csv(results / "phantom_ct_seg" / "ablation" / "tables.csv")
+    assert set(table["mode"]) == {"replace", "add"} and set(table["ratio"]) == {0.0, 0.5}
+    assert (table["n_seeds"] == 2).all() and (table["k"] == 2).all()
+    replace = json.loads((results / "phantom_ct_seg" / "ablation" / "replace" / "globallocal" / "r0.50" / "s0"
+                          / "summary.json").read_text())
+    add = json.loads((results / "phantom_ct_seg" / "ablation" / "add" / "globallocal" / "r0.50" / "s0"
+                      / "summary.json").read_text())
+    assert replace["real"] + replace["synthetic"] == 8 and replace["synthetic"] == 4  # total fixed
+    assert add["real"] == 8 and add["synthetic"] == 4  # real count fixed
+    study = pd.read_csv(results / "phantom_ct" / "classifier_study" / "summary.csv")
+    assert set(study["ratio"]) == {0.0, 0.5} and set(study["metric"]) == {"accuracy", "f1", "auc"}
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
