@@ -36,7 +36,6 @@ from .training_cgan import (
     load_cgan,
     method_label,
     method_spec,
-    method_steps,
     synthesise,
     train_cgan_step,
 )
@@ -86,11 +85,6 @@ def train_cgan_step_job(
                                                   "image_size", "iterations")})
     write_csv(losses_out, pd.read_csv(result["loss_csv"]))
     return result
-
-
-def final_step(method: str, model_config: dict) -> str:
-    """The step whose weights are the method's final generator."""
-    return method_steps(method_spec(method, model_config))[-1]
 
 
 def generate_cgan_job(model_path: str | Path, test_aug: str | Path, out_path: str | Path, *, batch_size: int = 32,
