@@ -88,6 +88,20 @@ def test_seed_interval():
     assert flat["seed_low"] == flat["seed_high"] == pytest.approx(0.7)
 
 
+def test_seed_interval_matches_hand_computed_crossed_design():
+    y = np.array([[0.60, 0.70, 0.65, 0.72], [0.66, 0.75, 0.70, 0.78], [0.58, 0.69, 0.61, 0.70]])  # seeds x folds
+    row = summarise_seeds({s: _frame(y[s]) for s in range(3)}).iloc[0]
+    c, m = y.mean(0), y.mean(1)
+    a, b = m.var(ddof=1) / 3, c.var(ddof=1) / 4
+    df = (a + b) ** 2 / (a**2 / 2 + b**2 / 3)
+    half = stats.t.ppf(0.975, df) * np.sqrt(a + b)
+    fold_low, fold_high = stats.t.interval(0.95, 3, loc=c.mean(), scale=stats.sem(c))
+    assert row["mean"] == pytest.approx(y.mean())
+    assert row["fold_low"] == pytest.approx(fold_low) and row["fold_high"] == pytest.approx(fold_high)
+    assert row["seed_low"] == pytest.approx(min(y.mean() - half, fold_low))
+    assert row["seed_high"] == pytest.approx(max(y.mean() + half, fold_high))
+
+
 def test_classifier_summary_equals_scipy():
     runs = pd.DataFrame({"ratio": [0.0] * 3 + [0.5] * 3, "seed": [0, 1, 2] * 2,
                          "accuracy": [0.7, 0.75, 0.8, 0.8, 0.82, 0.79], "f1": [0.6] * 6, "auc": [0.8, 0.9, 0.85] * 2})
@@ -97,3 +111,19 @@ def test_classifier_summary_equals_scipy():
     assert table.loc[(0.0, "accuracy"), "low"] == pytest.approx(low) and table.loc[(0.0, "accuracy"), "high"] == pytest.approx(high)
     single = summarise_classifier_runs(runs[runs.seed == 0])
     assert math.isnan(single["low"].iloc[0])
+
+
+def test_classifier_training_split_adds_per_class_share_and_nothing_at_zero():
+    import torch
+
+    from lungsynth.pipeline_ablation import classifier_training_split
+
+    train = {"images": torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), "labels": torch.tensor([0] * 6 + [1] * 4),
+             "classes": ["covid", "noncovid"]}
+    generated = {"covid": torch.full((20, 1, 1, 1), 100, dtype=torch.uint8),
+                 "noncovid": torch.full((20, 1, 1, 1), 200, dtype=torch.uint8)}
+    same = classifier_training_split(train, generated, 0.0, seed=0)
+    assert torch.equal(same["images"], train["images"]) and torch.equal(same["labels"], train["labels"])
+    half = classifier_training_split(train, generated, 0.5, seed=0)
+    assert (half["labels"] == 0).sum() == 6 + 3 and (half["labels"] == 1).sum() == 4 + 2
+    assert (half["images"][10:13] == 100).all() and (half["images"][13:] == 200).all()

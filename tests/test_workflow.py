@@ -139,6 +139,11 @@ def test_end_to_end_downstream_studies(tiny_run):
     assert add["real"] == 8 and add["synthetic"] == 4  # real count fixed
     study = pd.read_csv(results / "phantom_ct" / "classifier_study" / "summary.csv")
     assert set(study["ratio"]) == {0.0, 0.5} and set(study["metric"]) == {"accuracy", "f1", "auc"}
+    # the real-only cell of the baseline seed is the baseline classifier's run, not a second training
+    assert not (results / "phantom_ct" / "classifier_study" / "r0.00" / "s0").exists()
+    baseline = json.loads((results / "phantom_ct" / "classifier" / "metrics.json").read_text())
+    row = study[(study["ratio"] == 0.0) & (study["metric"] == "auc")].iloc[0]
+    assert row["mean"] == pytest.approx(baseline["auc"])
 
 
 def test_second_run_has_nothing_to_do(tiny_run):

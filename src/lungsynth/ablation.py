@@ -10,9 +10,8 @@ Conventions:
   infection = 1 or 2). Dice = 2TP / (2TP + FP + FN) (1 when the structure is absent from
   both), sensitivity = TP / (TP + FN) (NaN without positives), specificity = TN / (TN + FP).
 - Intervals: over k folds, mean +/- t(0.975, k - 1) s / sqrt(k), s with ddof 1. With several
-  training seeds, the seed-inclusive interval uses the per-seed fold means m_s (S seeds):
-  SE^2 = var(m_s) / S + mean_s(var_folds_s) / (S k), with Welch-Satterthwaite degrees of
-  freedom; with one seed it equals the fold interval.
+  training seeds on the same folds, the seed-inclusive interval adds the between-seed
+  variance (see :func:`summarise_seeds`); with one seed it equals the fold interval.
 """
 
 from __future__ import annotations
@@ -131,38 +130,39 @@ def summarise_folds(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFra
 
 
 def summarise_seeds(frames: dict[int, pd.DataFrame], confidence: float = 0.95) -> pd.DataFrame:
-    """Per structure x metric over training seeds: grand mean, fold-only and seed-inclusive intervals.
+    """Per structure x metric over training seeds evaluated on the same folds: fold-only and seed-inclusive CIs.
 
-    Fold-only: the t interval over folds of the seed-averaged fold values. Seed-inclusive: see the
-    module docstring (nested variance, Welch-Satterthwaite df); equal to the fold-only one for one seed.
+    With ``y[s, f]`` the value of seed s on fold f (S seeds, k folds), ``m_s`` the seed means and
+    ``c_f`` the seed-averaged fold values: ``mean`` is the grand mean; the fold-only interval is the
+    t interval over ``c_f`` (df k - 1), equal to :func:`summarise_folds` for one seed. The folds are
+    shared by all seeds (crossed, not nested), so the seed-inclusive interval uses
+    SE^2 = A + B, A = var(m_s) / S, B = var(c_f) / k (ddof 1), with Welch-Satterthwaite df
+    (A + B)^2 / (A^2 / (S - 1) + B^2 / (k - 1)); it is never narrower than the fold-only one.
+    Folds that are NaN for every seed (a structure absent from a fold) are dropped.
     """
+    if not frames:
+        raise ValueError("no training seeds to summarise")
     stacked = pd.concat([f.assign(seed=s) for s, f in frames.items()], ignore_index=True)
+    q = 0.5 + confidence / 2
     rows = []
     for (structure, metric), group in stacked.groupby(["structure", "metric"], sort=False):
-        by_seed = [g["value"].dropna().to_numpy(float) for _, g in group.groupby("seed")]
-        by_seed = [v for v in by_seed if len(v)]
-        n_seeds = len(by_seed)
-        if not n_seeds:
-            rows.append({"structure": structure, "metric": metric, "mean": float("nan"), "fold_low": float("nan"),
-                         "fold_high": float("nan"), "seed_low": float("nan"), "seed_high": float("nan"),
-                         "n_seeds": 0, "k": 0})
-            continue
-        k = min(len(v) for v in by_seed)
-        folds_mean = group.groupby("fold")["value"].mean().dropna().to_numpy(float)
-        mean = float(np.mean([v.mean() for v in by_seed]))
-        fold_se = folds_mean.std(ddof=1) / np.sqrt(len(folds_mean)) if len(folds_mean) > 1 else float("nan")
-        fold_low, fold_high = _t_bounds(mean, fold_se, len(folds_mean) - 1, confidence)
-        if n_seeds == 1:
+        matrix = group.pivot_table(index="seed", columns="fold", values="value", aggfunc="first", dropna=False)
+        matrix = matrix.dropna(axis=1, how="all")
+        if matrix.isna().any().any():
+            raise ValueError(f"{structure}/{metric}: some folds are missing for some seeds only")
+        y = matrix.to_numpy(float)
+        n_seeds, k = y.shape
+        mean = float(y.mean()) if y.size else float("nan")
+        fold_low = fold_high = seed_low = seed_high = float("nan")
+        if k >= 2:
+            b = y.mean(axis=0).var(ddof=1) / k
+            fold_low, fold_high = _t_bounds(mean, np.sqrt(b), k - 1, confidence)
             seed_low, seed_high = fold_low, fold_high
-        else:
-            means = np.array([v.mean() for v in by_seed])
-            within = np.mean([v.var(ddof=1) for v in by_seed]) if k > 1 else 0.0
-            a = means.var(ddof=1) / n_seeds
-            b = within / (n_seeds * k)
-            se = np.sqrt(a + b)
-            terms = (a**2 / (n_seeds - 1) if a > 0 else 0.0) + (b**2 / (n_seeds * (k - 1)) if b > 0 and k > 1 else 0.0)
-            df = (a + b) ** 2 / terms if terms > 0 else float(n_seeds - 1)
-            seed_low, seed_high = _t_bounds(mean, se, df, confidence)
+            a = y.mean(axis=1).var(ddof=1) / n_seeds if n_seeds > 1 else 0.0
+            if a > 0:
+                df = (a + b) ** 2 / (a * a / (n_seeds - 1) + b * b / (k - 1))
+                half = float(stats.t.ppf(q, df)) * np.sqrt(a + b)
+                seed_low, seed_high = min(mean - half, fold_low), max(mean + half, fold_high)
         rows.append({"structure": structure, "metric": metric, "mean": mean, "fold_low": fold_low,
                      "fold_high": fold_high, "seed_low": seed_low, "seed_high": seed_high, "n_seeds": n_seeds, "k": k})
     return pd.DataFrame(rows)

@@ -154,14 +154,28 @@ def ablation_tables_job(cells: dict[str, str | Path], table_out: str | Path, plo
     return table
 
 
-def classifier_study_job(metrics_paths: list[str | Path], table_out: str | Path, plot_out: str | Path) -> pd.DataFrame:
-    """Accuracy, F1 and AUC per synthetic share: mean and t interval over training seeds."""
+def parse_classifier_cell(cell: str) -> tuple[float, int]:
+    """``"r<ratio>/s<seed>"`` -> (ratio, seed)."""
+    ratio, seed = cell.split("/")
+    return float(ratio[1:]), int(seed[1:])
+
+
+def classifier_study_job(cells: dict[str, str | Path], table_out: str | Path, plot_out: str | Path) -> pd.DataFrame:
+    """Accuracy, F1 and AUC per synthetic share: mean and t interval over training seeds.
+
+    ``cells``: ``"r<ratio>/s<seed>"`` -> a metrics JSON (a classifier cell's, or for the real-only cell
+    of the baseline seed, the baseline classifier's: the same training run).
+    """
     import json
 
     from .ablation import summarise_classifier_runs
     from .figures import metrics_vs_ratio
 
-    runs = pd.DataFrame([json.loads(Path(p).read_text()) for p in metrics_paths])
+    runs = []
+    for cell, path in cells.items():
+        ratio, seed = parse_classifier_cell(cell)
+        runs.append({**json.loads(Path(path).read_text()), "ratio": ratio, "seed": seed})
+    runs = pd.DataFrame(runs)
     table = summarise_classifier_runs(runs[["ratio", "seed", "accuracy", "f1", "auc"]])
     write_csv(table_out, table)
     metrics_vs_ratio(table, plot_out, panel_column=None, line_column=None, metrics=["accuracy", "f1", "auc"],

@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .classifier import recalibrate_batchnorm
 from .io_utils import torch_load, torch_save
 from .models.unet import UNet
 from .runlog import progress_bar
-from .training import CheckpointStore, LossLog, decode_uint8, mixed_precision, seeded_generator, select_device
+from .training import (CheckpointStore, LossLog, decode_uint8, mixed_precision, run_fingerprint, seeded_generator,
+                       select_device)
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +29,17 @@ LOSS_COLUMNS = ("step", "epoch", "loss", "ce", "dice")
 
 
 def segmentation_target(labels: torch.Tensor) -> torch.Tensor:
-    """Label maps uint8 ``(N, S, S)`` (0..3) -> int64 class indices 0 bg, 1 ground-glass, 2 consolidation."""
-    labels = torch.as_tensor(labels).long()
+    """Label maps uint8 ``(N, S, S)`` (0..3) -> int64 class indices 0 bg, 1 ground-glass, 2 consolidation.
+
+    Values outside 0..3 are a ``ValueError`` naming them.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"label maps must be integers 0..3, got dtype {labels.dtype}")
+    labels = labels.long()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > 3):
+        unknown = [v for v in labels.unique().tolist() if not 0 <= v <= 3]
+        raise ValueError(f"label maps hold unknown values {unknown}; expected 0..3")
     return (labels - 1).clamp_min(0)
 
 
@@ -80,7 +91,7 @@ def train_unet(images: torch.Tensor, labels: torch.Tensor, model_config: dict, s
     model = UNet(images.shape[1], N_CLASSES, width=model_config["width"], depth=model_config["depth"]).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
     targets = segmentation_target(labels)
-    store = CheckpointStore(work_dir / "checkpoints")
+    store = CheckpointStore(work_dir / "checkpoints", fingerprint=run_fingerprint(images, labels, model_config, settings, model))
     losses = LossLog(work_dir / "losses.csv", LOSS_COLUMNS)
     start, resumed_from = 0, None
     state = store.latest()
@@ -128,6 +139,8 @@ def train_unet(images: torch.Tensor, labels: torch.Tensor, model_config: dict, s
             bar.close()
             return {"stopped_at": done, "resumed_from": resumed_from}
     bar.close()
+    # Few steps leave BatchNorm's running statistics behind the weights; re-estimate them exactly.
+    recalibrate_batchnorm(model, images)
     return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "model_config": dict(model_config),
             "in_channels": images.shape[1], "steps": total, "resumed_from": resumed_from,
             "loss_csv": str(losses.path), "device": str(device)}

@@ -59,6 +59,7 @@ from .training import (
     decode_uint8,
     encode_uint8,
     mixed_precision,
+    run_fingerprint,
     seeded_generator,
     select_device,
 )
@@ -325,7 +326,8 @@ def train_cgan_step(
     opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas)
     opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas)
 
-    store = CheckpointStore(work_dir / "checkpoints")
+    store = CheckpointStore(work_dir / "checkpoints", fingerprint=run_fingerprint(
+        images, labels, spec, settings, step_name, init, generator, discriminator, dfm))
     losses = LossLog(work_dir / "losses.csv", LOSS_COLUMNS)
     start, resumed_from = 0, None
     state = store.latest()

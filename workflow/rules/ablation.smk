@@ -94,7 +94,7 @@ rule classifier_cell:
 rule classifier_study:
     """Accuracy, F1 and AUC against the synthetic share: mean and CI over training seeds, and a plot."""
     input:
-        lambda wc: [f"{RESULTS}/{wc.dataset}/classifier_study/{cell}/metrics.json" for cell in classifier_cells()],
+        lambda wc: list(classifier_study_metrics(wc.dataset).values()),
     output:
         table=f"{RESULTS}/{{dataset}}/classifier_study/summary.csv",
         plot=report(
@@ -102,6 +102,8 @@ rule classifier_study:
             caption="../report/ablation_plot.rst",
             category="Seed 000 classifier study",
         ),
+    params:
+        cells=lambda wc: classifier_study_metrics(wc.dataset),
     conda:
         "../../envs/lungsynth.yaml"
     log:

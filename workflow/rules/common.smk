@@ -155,8 +155,24 @@ def unet_cells():
 
 
 def classifier_cells():
+    """Cells ``r<ratio>/s<seed>`` of the classifier study."""
     study = config["ablation"]["classifier"]
     return [f"r{r}/s{seed}" for r in ratio_values(study) for seed in study["seeds"]]
+
+
+def classifier_cell_reused(cell):
+    """True for the real-only cell whose seed is classifier.seed: that run is train_classifier's, reused."""
+    return cell == f"r0.00/s{config['classifier']['seed']}"
+
+
+def classifier_study_metrics(dataset):
+    """Cell -> metrics.json of the classifier study (the reused real-only cell points at train_classifier's)."""
+    return {
+        cell: f"{RESULTS}/{dataset}/classifier/metrics.json"
+        if classifier_cell_reused(cell)
+        else f"{RESULTS}/{dataset}/classifier_study/{cell}/metrics.json"
+        for cell in classifier_cells()
+    }
 
 
 def ablation_generated(wildcards):
@@ -178,7 +194,11 @@ def ablation_report_inputs():
         c = classifier_dataset()
         inputs["classifier_study_table"] = f"{RESULTS}/{c}/classifier_study/summary.csv"
         inputs["classifier_study_plot"] = f"{RESULTS}/{c}/classifier_study/metrics_vs_ratio.png"
-        inputs["benchmarks"] += [f"{BENCH}/classifier_cell/{c}/{cell.replace('/', '_')}.tsv" for cell in classifier_cells()]
+        inputs["benchmarks"] += [
+            f"{BENCH}/classifier_cell/{c}/{cell.replace('/', '_')}.tsv"
+            for cell in classifier_cells()
+            if not classifier_cell_reused(cell)
+        ]
     return inputs
 
 
