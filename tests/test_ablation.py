@@ -127,3 +127,23 @@ def test_classifier_training_split_adds_per_class_share_and_nothing_at_zero():
     half = classifier_training_split(train, generated, 0.5, seed=0)
     assert (half["labels"] == 0).sum() == 6 + 3 and (half["labels"] == 1).sum() == 4 + 2
     assert (half["images"][10:13] == 100).all() and (half["images"][13:] == 200).all()
+
+
+def test_report_layouts_follow_the_paper():
+    from lungsynth.report_ablation import classifier_layout, paper_layout
+
+    rows = []
+    for method, ratio, n_seeds in (("real only", 0.0, 2), ("globallocal", 0.5, 2), ("pix2pix", 0.5, 2)):
+        for structure in ("ground_glass", "consolidation", "infection"):
+            for metric in ("dice", "sensitivity", "specificity"):
+                rows.append({"mode": "replace", "method": method, "ratio": ratio, "structure": structure, "metric": metric,
+                             "mean": 0.5, "fold_low": 0.4, "fold_high": 0.6, "seed_low": 0.3, "seed_high": 0.7,
+                             "n_seeds": n_seeds, "k": 10})
+    table = paper_layout(pd.DataFrame(rows), "replace")
+    assert list(table["synthetic share"]) == ["0%", "50%", "50%"] and len(table.columns) == 2 + 9
+    assert table.iloc[0]["infection dice"] == "50.00 [40.00, 60.00] seeds: [30.00, 70.00]"
+    runs = pd.DataFrame({"ratio": [0.0, 0.0, 0.0, 0.5, 0.5, 0.5], "metric": ["accuracy", "f1", "auc"] * 2,
+                         "mean": [0.8] * 6, "low": [0.7] * 6, "high": [0.9] * 6, "n_seeds": [3] * 6})
+    layout = classifier_layout(runs)
+    assert list(layout.columns) == ["DCGAN images added", "seeds", "accuracy", "F1", "AUC"]
+    assert layout.iloc[1]["AUC"] == "0.800 [0.700, 0.900]"

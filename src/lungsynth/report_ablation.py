@@ -24,12 +24,29 @@ class AblationReportInputs:
     classifier_plot: Path | None = None
 
 
-def _cell(row: pd.Series, low: str, high: str) -> str:
-    return f"{100 * row['mean']:.2f} [{100 * row[low]:.2f}, {100 * row[high]:.2f}]"
+def _cell(row: pd.Series, low: str = "fold_low", high: str = "fold_high") -> str:
+    """'mean [fold CI]' in percent, plus the seed-inclusive CI when several seeds were trained."""
+    text = f"{100 * row['mean']:.2f} [{100 * row[low]:.2f}, {100 * row[high]:.2f}]"
+    if row.get("n_seeds", 1) > 1 and low == "fold_low":
+        text += f" seeds: [{100 * row['seed_low']:.2f}, {100 * row['seed_high']:.2f}]"
+    return text
 
 
-def paper_layout(table: pd.DataFrame, mode: str, *, ci: str = "seed") -> pd.DataFrame:
-    """Rows = (method, synthetic share); columns = '<structure> <metric>' as 'mean [CI]' in percent."""
+def classifier_layout(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows = synthetic share; columns = accuracy, F1, AUC as 'mean [CI]' (t over seeds, proportions)."""
+    rows = []
+    for ratio, group in table.groupby("ratio", sort=True):
+        row = {"DCGAN images added": f"{100 * ratio:.0f}% per class", "seeds": int(group["n_seeds"].max())}
+        for _, r in group.iterrows():
+            bounds = "" if pd.isna(r["low"]) else f" [{r['low']:.3f}, {r['high']:.3f}]"
+            row[{"f1": "F1", "auc": "AUC"}.get(r["metric"], r["metric"])] = f"{r['mean']:.3f}{bounds}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paper_layout(table: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Rows = (method, synthetic share); columns = '<structure> <metric>' as 'mean [fold CI]' in percent,
+    followed by 'seeds: [seed-inclusive CI]' when the cell was trained with several seeds."""
     part = table[table["mode"] == mode]
     rows = []
     for (method, ratio), group in part.groupby(["method", "ratio"], sort=False):
@@ -38,7 +55,7 @@ def paper_layout(table: pd.DataFrame, mode: str, *, ci: str = "seed") -> pd.Data
         for structure in STRUCTURES:
             for metric in METRICS:
                 hit = group[(group["structure"] == structure) & (group["metric"] == metric)]
-                row[f"{structure} {metric}"] = _cell(hit.iloc[0], f"{ci}_low", f"{ci}_high") if len(hit) else "n/a"
+                row[f"{structure} {metric}"] = _cell(hit.iloc[0]) if len(hit) else "n/a"
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values(["synthetic share", "training data"], key=lambda c: c.str.rstrip("%").astype(float)
@@ -54,8 +71,10 @@ def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img
         parts.append("<p class='note'>A U-Net (background / ground-glass / consolidation) trained on the real slices of "
                      "the synthesis-test split with a share replaced by (Table III, total fixed) or added to (Table IV, "
                      "real count fixed) composite synthetic slices of the same maps; tested on the augmented "
-                     "segmentation-test split in folds. Cells: mean [95% CI] in percent; the CI includes the variance "
-                     "between training seeds (with one seed it is the fold-only t interval, as in the paper).</p>")
+                     "segmentation-test split in folds. Cells: mean [95% t interval over folds] in percent, as in the "
+                     "paper; with several training seeds, 'seeds: [...]' is the interval that also includes the "
+                     "variance between training seeds (seeds and folds crossed). Plot bands: the seed-inclusive "
+                     "interval.</p>")
         if inputs.segmentation_plot is not None:
             plot = out_dir / "ablation_metrics_vs_ratio.png"
             shutil.copyfile(inputs.segmentation_plot, plot)
@@ -68,7 +87,7 @@ def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img
         variants = variants[(variants["mode"] == "replace") & (variants["ratio"] == table["ratio"].max())
                             & (variants["structure"] == "infection") & (variants["metric"] == "dice")]
         if variants["method"].nunique() > 1:
-            rows = [{"method": method_label(r["method"]), "Dice (infection, %)": _cell(r, "seed_low", "seed_high")}
+            rows = [{"method": method_label(r["method"]), "Dice (infection, %)": _cell(r)}
                     for _, r in variants.iterrows()]
             parts.append("<h3>Table V, Dice column (replace at the largest share)</h3>" + table_fn(pd.DataFrame(rows)))
     if inputs.classifier_table is not None:
@@ -81,5 +100,5 @@ def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img
             plot = out_dir / "classifier_study.png"
             shutil.copyfile(inputs.classifier_plot, plot)
             parts.append(img_fn(plot, "classifier metrics against the synthetic share"))
-        parts.append(table_fn(table))
+        parts.append(table_fn(classifier_layout(table)))
     return parts

@@ -78,7 +78,7 @@ rule classifier_cell:
     params:
         labels=config["dcgan"]["classes"],
         settings=config["classifier"],
-    threads: 2
+    threads: 1  # cells are many and independent: run them side by side rather than each on two threads
     resources:
         gpu=1,
     conda:
