@@ -188,14 +188,15 @@ def ablation_report_inputs():
         d = cgan_dataset()
         inputs["ablation_table"] = f"{RESULTS}/{d}/ablation/tables.csv"
         inputs["ablation_plot"] = f"{RESULTS}/{d}/ablation/metrics_vs_ratio.png"
-        inputs["benchmarks"] += [f"{BENCH}/unet_cell/{d}/{cell.rsplit('/', 2)[0]}/{cell.split('/')[2]}_{cell.split('/')[3]}.tsv"
-                                 for cell in unet_cells()]
+        for cell in unet_cells():
+            mode, method, ratio, seed = Path(cell).parts
+            inputs["benchmarks"].append(f"{BENCH}/unet_cell/{d}/{mode}/{method}/{ratio}_{seed}.tsv")
     if config["ablation"]["classifier"]["enabled"]:
         c = classifier_dataset()
         inputs["classifier_study_table"] = f"{RESULTS}/{c}/classifier_study/summary.csv"
         inputs["classifier_study_plot"] = f"{RESULTS}/{c}/classifier_study/metrics_vs_ratio.png"
         inputs["benchmarks"] += [
-            f"{BENCH}/classifier_cell/{c}/{cell.replace('/', '_')}.tsv"
+            f"{BENCH}/classifier_cell/{c}/{'_'.join(Path(cell).parts)}.tsv"
             for cell in classifier_cells()
             if not classifier_cell_reused(cell)
         ]
