@@ -141,7 +141,7 @@ def test_report_layouts_follow_the_paper():
                              "n_seeds": n_seeds, "k": 10})
     table = paper_layout(pd.DataFrame(rows), "replace")
     assert list(table["synthetic share"]) == ["0%", "50%", "50%"] and len(table.columns) == 2 + 9
-    assert table.iloc[0]["infection dice"] == "50.00 [40.00, 60.00] seeds: [30.00, 70.00]"
+    assert table.iloc[0]["infection Dice"] == "50.00 [40.00, 60.00] seeds: [30.00, 70.00]"
     runs = pd.DataFrame({"ratio": [0.0, 0.0, 0.0, 0.5, 0.5, 0.5], "metric": ["accuracy", "f1", "auc"] * 2,
                          "mean": [0.8] * 6, "low": [0.7] * 6, "high": [0.9] * 6, "n_seeds": [3] * 6})
     layout = classifier_layout(runs)

@@ -131,6 +131,12 @@ def test_end_to_end_downstream_studies(tiny_run):
     table = pd.read_csv(results / "phantom_ct_seg" / "ablation" / "tables.csv")
     assert set(table["mode"]) == {"replace", "add"} and set(table["ratio"]) == {0.0, 0.5}
     assert (table["n_seeds"] == 2).all() and (table["k"] == 2).all()
+    assert (table["seed_high"] - table["seed_low"] >= table["fold_high"] - table["fold_low"] - 1e-12).all()
+    # compare_at_max: a 50%-replace row for every comparator and Table V variant, and Table V's Dice column
+    compared = set(table[(table["mode"] == "replace") & (table["ratio"] == 0.5)]["method"])
+    assert compared == {"globallocal", "pix2pix", "pix2pixhd", "spade", "sean", "no_desum"}
+    assert set(table[table["mode"] == "add"]["method"]) == {"real only", "globallocal"}
+    assert "Table V, Dice column" in html
     replace = json.loads((results / "phantom_ct_seg" / "ablation" / "replace" / "globallocal" / "r0.50" / "s0"
                           / "summary.json").read_text())
     add = json.loads((results / "phantom_ct_seg" / "ablation" / "add" / "globallocal" / "r0.50" / "s0"
@@ -152,13 +158,15 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_n_images_reruns_generate_score_report_only(tiny_run):
+def test_changing_n_images_reruns_only_what_uses_the_generated_images(tiny_run):
     override = tiny_run / "more_images.yaml"
     override.write_text("dcgan:\n  generate:\n    n_images: 12\n")
     generator = tiny_run / "results" / "phantom_ct" / "dcgan" / "covid" / "generator.pt"
     before = generator.stat().st_mtime_ns
     planned = snakemake(tiny_run, "-n", configfiles=(TINY, override))
-    assert set(job_counts(planned.stdout + planned.stderr)) == {"generate_dcgan", "score_dcgan", "report", "all"}
+    # the classifier study trains on the generated images, so its cells rerun too; nothing upstream does
+    assert set(job_counts(planned.stdout + planned.stderr)) == {"generate_dcgan", "score_dcgan", "classifier_cell",
+                                                                "classifier_study", "report", "all"}
     result = snakemake(tiny_run, configfiles=(TINY, override))
     assert result.returncode == 0, result.stderr[-3000:]
     assert generator.stat().st_mtime_ns == before

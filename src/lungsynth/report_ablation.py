@@ -12,6 +12,8 @@ from .training_cgan import VARIANTS, method_label
 
 STRUCTURES = ("ground_glass", "consolidation", "infection")
 METRICS = ("dice", "sensitivity", "specificity")
+_STRUCTURE_LABELS = {"ground_glass": "GGO", "consolidation": "consolidation", "infection": "infection"}
+_METRIC_LABELS = {"dice": "Dice", "sensitivity": "sensitivity", "specificity": "specificity"}
 
 
 @dataclass
@@ -55,11 +57,19 @@ def paper_layout(table: pd.DataFrame, mode: str) -> pd.DataFrame:
         for structure in STRUCTURES:
             for metric in METRICS:
                 hit = group[(group["structure"] == structure) & (group["metric"] == metric)]
-                row[f"{structure} {metric}"] = _cell(hit.iloc[0]) if len(hit) else "n/a"
+                row[f"{_STRUCTURE_LABELS[structure]} {_METRIC_LABELS[metric]}"] = _cell(hit.iloc[0]) if len(hit) else "n/a"
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.sort_values(["synthetic share", "training data"], key=lambda c: c.str.rstrip("%").astype(float)
                              if c.name == "synthetic share" else c, kind="stable")
+
+
+def _figure(source: Path | None, target: Path, alt: str, img_fn) -> list[str]:
+    """The figure copied next to the report and rendered, or nothing when there is none."""
+    if source is None:
+        return []
+    shutil.copyfile(source, target)
+    return [img_fn(target, alt)]
 
 
 def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img_fn) -> list[str]:
@@ -75,10 +85,8 @@ def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img
                      "paper; with several training seeds, 'seeds: [...]' is the interval that also includes the "
                      "variance between training seeds (seeds and folds crossed). Plot bands: the seed-inclusive "
                      "interval.</p>")
-        if inputs.segmentation_plot is not None:
-            plot = out_dir / "ablation_metrics_vs_ratio.png"
-            shutil.copyfile(inputs.segmentation_plot, plot)
-            parts.append(img_fn(plot, "U-Net metrics against the synthetic share"))
+        parts += _figure(inputs.segmentation_plot, out_dir / "ablation_metrics_vs_ratio.png",
+                         "U-Net metrics against the synthetic share", img_fn)
         for mode, title in (("replace", "Table III: synthetic replaces real (total fixed)"),
                             ("add", "Table IV: synthetic added (real fixed)")):
             if (table["mode"] == mode).any():
@@ -96,9 +104,7 @@ def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img
         parts.append("<p class='note'>The DenseNet-169 trained on the real train split plus the given share (of each "
                      "class's real count) of DCGAN images of that class, tested on the real test split; mean [95% t "
                      "interval] over training seeds.</p>")
-        if inputs.classifier_plot is not None:
-            plot = out_dir / "classifier_study.png"
-            shutil.copyfile(inputs.classifier_plot, plot)
-            parts.append(img_fn(plot, "classifier metrics against the synthetic share"))
+        parts += _figure(inputs.classifier_plot, out_dir / "classifier_study.png",
+                         "classifier metrics against the synthetic share", img_fn)
         parts.append(table_fn(classifier_layout(table)))
     return parts

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,8 +19,16 @@ from .classifier import recalibrate_batchnorm
 from .io_utils import torch_load, torch_save
 from .models.unet import UNet
 from .runlog import progress_bar
-from .training import (CheckpointStore, LossLog, decode_uint8, mixed_precision, run_fingerprint, seeded_generator,
-                       select_device)
+from .training import (
+    CheckpointStore,
+    LossLog,
+    SettingsFromDict,
+    decode_uint8,
+    mixed_precision,
+    run_fingerprint,
+    seeded_generator,
+    select_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +65,7 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
 
 
 @dataclass
-class UNetSettings:
+class UNetSettings(SettingsFromDict):
     """U-Net training settings (see the config schema)."""
 
     epochs: int = 10
@@ -69,11 +77,6 @@ class UNetSettings:
     hflip: bool = True
     amp: bool = True
     device: str = "auto"
-
-    @classmethod
-    def from_dict(cls, values: dict) -> UNetSettings:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def train_unet(images: torch.Tensor, labels: torch.Tensor, model_config: dict, settings: UNetSettings,

@@ -66,6 +66,17 @@ def mixed_precision(enabled: bool, device: torch.device) -> tuple[bool, torch.dt
     return use_amp, dtype, torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
 
 
+class SettingsFromDict:
+    """Mixin for settings dataclasses: ``from_dict`` keeps the keys that are fields, ignoring the rest."""
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        from dataclasses import fields
+
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
 def run_fingerprint(*parts) -> str:
     """A hex digest identifying a training run: settings, data and architecture.
 
