@@ -129,6 +129,7 @@ def ablation_tables_job(cells: dict[str, str | Path], table_out: str | Path, plo
     """
     from .ablation import summarise_seeds
     from .figures import metrics_vs_ratio
+    from .training_cgan import method_label
 
     groups: dict[tuple[str, str, float], dict[int, pd.DataFrame]] = {}
     for cell, path in cells.items():
@@ -143,14 +144,16 @@ def ablation_tables_job(cells: dict[str, str | Path], table_out: str | Path, plo
                                          ratio=ratio))
     table = pd.concat(frames, ignore_index=True)
     front = ["mode", "method", "ratio"]
-    table = table[front + [c for c in table.columns if c not in front]].sort_values(front + ["structure", "metric"])
+    table = table[front + [c for c in table.columns if c not in front]]
+    table = table.assign(_order=table["mode"].map(MODES.index)).sort_values(["_order", "ratio", "method", "structure",
+                                                                              "metric"]).drop(columns="_order")
     write_csv(table_out, table)
     main = table[table["method"] != "real only"]
     main_method = main["method"].mode().iloc[0] if len(main) else None
     curve = table[table["method"].isin(["real only", main_method])]
     metrics_vs_ratio(curve, plot_out, panel_column="mode", line_column="structure",
                      metrics=["dice", "sensitivity", "specificity"], low="seed_low", high="seed_high",
-                     title=f"U-Net trained with {main_method} composites")
+                     title=f"U-Net trained with {method_label(main_method)} composites (bands: seed-inclusive 95% CI)")
     return table
 
 
