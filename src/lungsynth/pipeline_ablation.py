@@ -163,6 +163,10 @@ def parse_classifier_cell(cell: str) -> tuple[float, int]:
     return float(ratio[1:]), int(seed[1:])
 
 
+def seeds_text(n_seeds: int) -> str:
+    return f"{n_seeds} training seeds, bands: 95% t interval" if n_seeds > 1 else "one training seed: no interval"
+
+
 def classifier_study_job(cells: dict[str, str | Path], table_out: str | Path, plot_out: str | Path) -> pd.DataFrame:
     """Accuracy, F1 and AUC per synthetic share: mean and t interval over training seeds.
 
@@ -182,5 +186,5 @@ def classifier_study_job(cells: dict[str, str | Path], table_out: str | Path, pl
     table = summarise_classifier_runs(runs[["ratio", "seed", "accuracy", "f1", "auc"]])
     write_csv(table_out, table)
     metrics_vs_ratio(table, plot_out, panel_column=None, line_column=None, metrics=["accuracy", "f1", "auc"],
-                     title="DenseNet-169 trained with DCGAN images added")
+                     title=f"DenseNet-169 trained with DCGAN images added ({seeds_text(runs['seed'].nunique())})")
     return table
