@@ -13,6 +13,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/dcgan.smk"
 include: "workflow/rules/lusgan.smk"
 include: "workflow/rules/cgan.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/report.smk"
 
 

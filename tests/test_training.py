@@ -56,3 +56,34 @@ def test_generated_images_are_seed_controlled(tmp_path):
     assert a.dtype == torch.uint8 and a.shape == (10, 1, 16, 16)
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_changed_settings_or_data_do_not_resume_stale_checkpoints(tmp_path):
+    images = _images()
+    work = tmp_path / "run"
+    train_dcgan(images, MODEL, _settings(), work, progress=False, stop_after=5)
+    # another learning rate: the old checkpoints are discarded, training starts at 0
+    fresh = train_dcgan(images, MODEL, _settings(lr=1e-3), tmp_path / "fresh_lr", progress=False)
+    other_lr = train_dcgan(images, MODEL, _settings(lr=1e-3), work, progress=False)
+    assert other_lr["resumed_from"] is None
+    for name, tensor in fresh["generator"].items():
+        assert torch.equal(tensor, other_lr["generator"][name]), name
+    assert list(pd.read_csv(other_lr["loss_csv"])["step"]) == list(range(9))
+    # other data: the same
+    work2 = tmp_path / "run2"
+    train_dcgan(images, MODEL, _settings(), work2, progress=False, stop_after=5)
+    changed = images.clone()
+    changed[0, 0, 0, 0] ^= 1
+    assert train_dcgan(changed, MODEL, _settings(), work2, progress=False)["resumed_from"] is None
+    # a checkpoint-frequency change alone still resumes
+    work3 = tmp_path / "run3"
+    train_dcgan(images, MODEL, _settings(), work3, progress=False, stop_after=5)
+    assert train_dcgan(images, MODEL, _settings(checkpoint_every=3), work3, progress=False)["resumed_from"] == 4
+
+
+def test_checkpoints_without_the_fingerprint_are_discarded(tmp_path):
+    CheckpointStore(tmp_path).save(3, {"step": 3})  # an old-format checkpoint
+    store = CheckpointStore(tmp_path, fingerprint="abc")
+    assert store.latest() is None and store.steps() == []
+    store.save(4, {"step": 4})
+    assert store.latest()["step"] == 4 and CheckpointStore(tmp_path, fingerprint="xyz").latest() is None

@@ -16,7 +16,7 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report",
          "phantom_lus", "train_lusgan", "generate_lusgan", "similarity_lusgan",
          "preprocess_segmentation", "augment_cgan", "train_cgan", "generate_cgan", "feature_extractor", "quality_cgan",
-         "cgan_tables"}
+         "cgan_tables", "augment_segtest", "unet_cell", "ablation_tables", "classifier_cell", "classifier_study"}
 
 pytestmark = pytest.mark.slow
 
@@ -122,19 +122,51 @@ def test_end_to_end_conditional_gan_branch(tiny_run):
     assert joint["beta"].between(0, 1, inclusive="neither").all()
 
 
+def test_end_to_end_downstream_studies(tiny_run):
+    results = tiny_run / "results"
+    html = (results / "report" / "index.html").read_text()
+    for section in ("Tables III and IV", "Table III: synthetic replaces real", "Table IV: synthetic added",
+                    "Classifier trained with DCGAN images added"):
+        assert section in html
+    table = pd.read_csv(results / "phantom_ct_seg" / "ablation" / "tables.csv")
+    assert set(table["mode"]) == {"replace", "add"} and set(table["ratio"]) == {0.0, 0.5}
+    assert (table["n_seeds"] == 2).all() and (table["k"] == 2).all()
+    assert (table["seed_high"] - table["seed_low"] >= table["fold_high"] - table["fold_low"] - 1e-12).all()
+    # compare_at_max: a 50%-replace row for every comparator and Table V variant, and Table V's Dice column
+    compared = set(table[(table["mode"] == "replace") & (table["ratio"] == 0.5)]["method"])
+    assert compared == {"globallocal", "pix2pix", "pix2pixhd", "spade", "sean", "no_desum"}
+    assert set(table[table["mode"] == "add"]["method"]) == {"real only", "globallocal"}
+    assert "Table V, Dice column" in html
+    replace = json.loads((results / "phantom_ct_seg" / "ablation" / "replace" / "globallocal" / "r0.50" / "s0"
+                          / "summary.json").read_text())
+    add = json.loads((results / "phantom_ct_seg" / "ablation" / "add" / "globallocal" / "r0.50" / "s0"
+                      / "summary.json").read_text())
+    assert replace["real"] + replace["synthetic"] == 8 and replace["synthetic"] == 4  # total fixed
+    assert add["real"] == 8 and add["synthetic"] == 4  # real count fixed
+    study = pd.read_csv(results / "phantom_ct" / "classifier_study" / "summary.csv")
+    assert set(study["ratio"]) == {0.0, 0.5} and set(study["metric"]) == {"accuracy", "f1", "auc"}
+    # the real-only cell of the baseline seed is the baseline classifier's run, not a second training
+    assert not (results / "phantom_ct" / "classifier_study" / "r0.00" / "s0").exists()
+    baseline = json.loads((results / "phantom_ct" / "classifier" / "metrics.json").read_text())
+    row = study[(study["ratio"] == 0.0) & (study["metric"] == "auc")].iloc[0]
+    assert row["mean"] == pytest.approx(baseline["auc"])
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     result = snakemake(tiny_run)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_n_images_reruns_generate_score_report_only(tiny_run):
+def test_changing_n_images_reruns_only_what_uses_the_generated_images(tiny_run):
     override = tiny_run / "more_images.yaml"
     override.write_text("dcgan:\n  generate:\n    n_images: 12\n")
     generator = tiny_run / "results" / "phantom_ct" / "dcgan" / "covid" / "generator.pt"
     before = generator.stat().st_mtime_ns
     planned = snakemake(tiny_run, "-n", configfiles=(TINY, override))
-    assert set(job_counts(planned.stdout + planned.stderr)) == {"generate_dcgan", "score_dcgan", "report", "all"}
+    # the classifier study trains on the generated images, so its cells rerun too; nothing upstream does
+    assert set(job_counts(planned.stdout + planned.stderr)) == {"generate_dcgan", "score_dcgan", "classifier_cell",
+                                                                "classifier_study", "report", "all"}
     result = snakemake(tiny_run, configfiles=(TINY, override))
     assert result.returncode == 0, result.stderr[-3000:]
     assert generator.stat().st_mtime_ns == before

@@ -115,6 +115,7 @@ def _check_cross_keys(config: dict) -> None:
             raise ConfigError(f"config key datasets.{name}.mask_labels: must contain 0 (background)")
     _check_lusgan(config)
     _check_cgan(config)
+    _check_ablation(config)
     low, high = config["preprocess"]["window"]
     if not low < high:
         raise ConfigError(f"config key preprocess.window: low {low} must be below high {high}")
@@ -202,6 +203,26 @@ def _check_cgan(config: dict) -> None:
                           f"two divisible by {factor} (2^(n_downsample_global + local enhancers)), got {size}")
     if not cgan["methods"] and not cgan["variants"]:
         raise ConfigError("config key cgan.methods: name at least one method (or disable the branch)")
+
+
+def _check_ablation(config: dict) -> None:
+    seg, cls = config["ablation"]["segmentation"], config["ablation"]["classifier"]
+    if seg["enabled"]:
+        if not config["cgan"]["enabled"]:
+            raise ConfigError("config key ablation.segmentation.enabled: the U-Net study needs cgan.enabled")
+        if config["cgan"]["synthesis_test_split"] != "val":
+            raise ConfigError("config key cgan.synthesis_test_split: the U-Net study tests on the test split, so the "
+                              "synthesis-test split must be val")
+        methods = list(config["cgan"]["methods"]) + list(config["cgan"]["variants"])
+        if seg["method"] not in methods:
+            raise ConfigError(f"config key ablation.segmentation.method: '{seg['method']}' is not in cgan.methods "
+                              f"or cgan.variants ({', '.join(methods)})")
+        size = preprocess_settings(config, config["cgan"]["dataset"])["size"]
+        if size % 2 ** seg["model"]["depth"]:
+            raise ConfigError(f"config key ablation.segmentation.model.depth: {seg['model']['depth']} levels need an "
+                              f"image size divisible by {2 ** seg['model']['depth']}, got {size}")
+    if cls["enabled"] and not config["dcgan"]["enabled"]:
+        raise ConfigError("config key ablation.classifier.enabled: the classifier study needs dcgan.enabled")
 
 
 def _dataset_classes(spec: dict) -> list[str] | None:

@@ -129,3 +129,34 @@ def cgan_cases(labels, real, synthetic: dict, path: str | Path, titles: dict | N
                 ax.set_title(title, fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def metrics_vs_ratio(table: pd.DataFrame, path: str | Path, *, panel_column: str | None, line_column: str | None,
+                     metrics: list[str], low: str = "low", high: str = "high", title: str = "") -> None:
+    """One panel per (panel value, metric): mean against the synthetic share, a line per group, CI band.
+
+    ``table`` has columns ``ratio``, ``metric``, ``mean``, ``low``/``high`` (names given) and the
+    optional ``panel_column`` / ``line_column`` grouping columns.
+    """
+    panels = list(dict.fromkeys(table[panel_column])) if panel_column else [None]
+    fig, axes = plt.subplots(len(panels), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(panels)),
+                             squeeze=False)
+    for row, panel in enumerate(panels):
+        part = table if panel is None else table[table[panel_column] == panel]
+        for col, metric in enumerate(metrics):
+            ax = axes[row][col]
+            sub = part[part["metric"] == metric]
+            lines = list(dict.fromkeys(sub[line_column])) if line_column else [None]
+            for line in lines:
+                data = (sub if line is None else sub[sub[line_column] == line]).sort_values("ratio")
+                ax.plot(data["ratio"], data["mean"], marker="o", label=line)
+                ax.fill_between(data["ratio"], data[low], data[high], alpha=0.2)
+            ax.set_title(f"{panel + ': ' if panel else ''}{metric}")
+            ax.set_xlabel("synthetic share")
+            ax.grid(alpha=0.3)
+            if line_column and row == 0 and col == 0:
+                ax.legend(frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -65,6 +65,16 @@ def train_classifier_job(
 ) -> dict:
     """Train the DenseNet-169 classifier and write its test metrics (positive class by name)."""
     train, val, test = load_split(train_split), load_split(val_split), load_split(test_split)
+    model, history, metrics = fit_and_test_classifier(train, val, test, settings, progress)
+    save_classifier(model_out, model.cpu(), train["classes"], settings["positive_class"])
+    write_csv(history_out, pd.DataFrame(history))
+    write_json(metrics_out, metrics)
+    log.info("classifier test metrics: %s", metrics)
+    return metrics
+
+
+def fit_and_test_classifier(train: dict, val: dict, test: dict, settings: dict, progress: bool = True):
+    """``(model, history, metrics)``: train on ``train`` (best validation AUC kept), metrics on ``test``."""
     positive = settings["positive_class"]
     model, history = train_classifier(
         train, val, positive_class=positive, epochs=settings["epochs"], batch_size=settings["batch_size"],
@@ -80,11 +90,7 @@ def train_classifier_job(
         "selected_epoch": next((h["epoch"] for h in reversed(history) if h.get("selected")), None),
         "weights": settings.get("weights"),
     })
-    save_classifier(model_out, model.cpu(), train["classes"], positive)
-    write_csv(history_out, pd.DataFrame(history))
-    write_json(metrics_out, metrics)
-    log.info("classifier test metrics: %s", metrics)
-    return metrics
+    return model, history, metrics
 
 
 def score_dcgan_job(

@@ -21,6 +21,7 @@ from .generation import image_grid, save_png
 from .ingest import read_manifest
 from .io_utils import write_text
 from .preprocess import load_split
+from .report_ablation import AblationReportInputs, ablation_sections
 from .report_cgan import CGANReportInputs, cgan_sections
 
 # Seed 000 (Mann et al.) and the COVID-CT baseline it used, as published.
@@ -55,6 +56,7 @@ class ReportInputs:
     positive_class: str = "covid"
     lus: "LUSReportInputs | None" = None
     cgan: "CGANReportInputs | None" = None
+    ablation: "AblationReportInputs | None" = None
     benchmarks: list[Path] = field(default_factory=list)
     config: dict = field(default_factory=dict)
 
@@ -381,6 +383,9 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     if inputs.cgan is not None:
         parts.append("<h1>COVID CT: conditional GANs, segmentation map to CT (seed 001)</h1>")
         parts += cgan_sections(inputs.cgan, out_dir, _table, _img)
+    if inputs.ablation is not None:
+        parts.append("<h1>Downstream use of the synthetic images</h1>")
+        parts += ablation_sections(inputs.ablation, out_dir, _table, _img)
     if inputs.benchmarks:
         parts.append("<h2>Stage timings</h2>")
         parts.append(_table(stage_table(inputs.benchmarks), "{:.1f}"))

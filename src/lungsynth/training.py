@@ -66,14 +66,78 @@ def mixed_precision(enabled: bool, device: torch.device) -> tuple[bool, torch.dt
     return use_amp, dtype, torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
 
 
+class SettingsFromDict:
+    """Mixin for settings dataclasses: ``from_dict`` keeps the keys that are fields, ignoring the rest."""
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        from dataclasses import fields
+
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def run_fingerprint(*parts) -> str:
+    """A hex digest identifying a training run: settings, data and architecture.
+
+    ``parts`` may nest dicts, lists/tuples, dataclasses, tensors, arrays, ``nn.Module`` (its parameter
+    and buffer names and shapes, not values) and scalars. Keys named ``checkpoint_every``, ``device``
+    and ``amp`` are left out, since they do not change what a CPU run computes.
+    """
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.blake2b(digest_size=16)
+    ignored = {"checkpoint_every", "device", "amp"}
+
+    def feed(value) -> None:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        if isinstance(value, torch.nn.Module):
+            value = {name: tuple(t.shape) for name, t in value.state_dict().items()}
+        if isinstance(value, dict):
+            digest.update(b"{")
+            for key in sorted(value, key=str):
+                if str(key) in ignored:
+                    continue
+                digest.update(repr(key).encode())
+                feed(value[key])
+            digest.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[")
+            for item in value:
+                feed(item)
+            digest.update(b"]")
+        elif isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        elif isinstance(value, np.ndarray):
+            feed(torch.from_numpy(np.ascontiguousarray(value)))
+        else:
+            digest.update(repr(value).encode())
+
+    for part in parts:
+        feed(part)
+    return digest.hexdigest()
+
+
 class CheckpointStore:
-    """Atomic step checkpoints ``ckpt_<step>.pt`` in a folder, keeping the newest ``keep``."""
+    """Atomic step checkpoints ``ckpt_<step>.pt`` in a folder, keeping the newest ``keep``.
+
+    With a ``fingerprint`` (see :func:`run_fingerprint`) every checkpoint records it, and
+    :meth:`latest` discards checkpoints written under another one (changed settings, data or
+    architecture), so a rerun after a config change starts afresh instead of resuming stale state.
+    """
 
     pattern = re.compile(r"^ckpt_(\d{9})\.pt$")
 
-    def __init__(self, folder: str | Path, keep: int = 2) -> None:
+    def __init__(self, folder: str | Path, keep: int = 2, fingerprint: str | None = None) -> None:
         self.folder = Path(folder)
         self.keep = keep
+        self.fingerprint = fingerprint
 
     def steps(self) -> list[int]:
         if not self.folder.is_dir():
@@ -83,19 +147,33 @@ class CheckpointStore:
 
     def save(self, step: int, state: dict) -> Path:
         path = self.folder / f"ckpt_{step:09d}.pt"
+        if self.fingerprint is not None:
+            state = {**state, "fingerprint": self.fingerprint}
         torch_save(path, state)
         for old in self.steps()[: -self.keep]:
             (self.folder / f"ckpt_{old:09d}.pt").unlink(missing_ok=True)
         return path
 
+    def discard(self) -> None:
+        """Delete every checkpoint in the folder."""
+        for step in self.steps():
+            (self.folder / f"ckpt_{step:09d}.pt").unlink(missing_ok=True)
+
     def latest(self) -> dict | None:
-        """Load the newest readable checkpoint (an unreadable one is skipped with a warning)."""
+        """Load the newest readable checkpoint of this fingerprint (an unreadable one is skipped with a warning)."""
         for step in reversed(self.steps()):
             path = self.folder / f"ckpt_{step:09d}.pt"
             try:
-                return torch_load(path)
+                state = torch_load(path)
             except Exception as exc:  # a corrupt file from a crash outside our atomic writes
                 log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+                continue
+            if self.fingerprint is not None and state.get("fingerprint") != self.fingerprint:
+                log.warning("checkpoints in %s were written for other settings, data or code; discarding them "
+                            "and training from step 0", self.folder)
+                self.discard()
+                return None
+            return state
         return None
 
 
@@ -203,7 +281,8 @@ def train_dcgan(
     opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2))
 
-    store = CheckpointStore(work_dir / "checkpoints")
+    store = CheckpointStore(work_dir / "checkpoints",
+                            fingerprint=run_fingerprint(images, model_config, settings, generator, discriminator))
     losses = LossLog(work_dir / "losses.csv")
     start = 0
     resumed_from = None

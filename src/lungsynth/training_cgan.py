@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,11 +54,13 @@ from .models.cgan import (
 from .runlog import progress_bar
 from .segdata import N_LABELS, one_hot
 from .training import (
+    SettingsFromDict,
     CheckpointStore,
     LossLog,
     decode_uint8,
     encode_uint8,
     mixed_precision,
+    run_fingerprint,
     seeded_generator,
     select_device,
 )
@@ -211,7 +213,7 @@ def dfm_objective(weights: torch.Tensor, fm: torch.Tensor, temperature: float) -
 
 
 @dataclass
-class CGANSettings:
+class CGANSettings(SettingsFromDict):
     """Training settings shared by all conditional GANs (see the config schema)."""
 
     epochs: int = 10
@@ -230,11 +232,6 @@ class CGANSettings:
     amp: bool = True
     channels_last: bool = True
     device: str = "auto"
-
-    @classmethod
-    def from_dict(cls, values: dict) -> CGANSettings:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def lr_factor(step: int, total: int, decay: int) -> float:
@@ -325,7 +322,8 @@ def train_cgan_step(
     opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas)
     opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas)
 
-    store = CheckpointStore(work_dir / "checkpoints")
+    store = CheckpointStore(work_dir / "checkpoints", fingerprint=run_fingerprint(
+        images, labels, spec, settings, step_name, init, generator, discriminator, dfm))
     losses = LossLog(work_dir / "losses.csv", LOSS_COLUMNS)
     start, resumed_from = 0, None
     state = store.latest()

@@ -30,7 +30,7 @@ from .losses import LOSSES, discriminator_loss, generator_loss, smoothed_targets
 from .models.dcgan import dcgan_init_
 from .models.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator
 from .runlog import progress_bar
-from .training import CheckpointStore, LossLog, decode_uint8, select_device, seeded_generator
+from .training import CheckpointStore, LossLog, decode_uint8, run_fingerprint, seeded_generator, select_device
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ def train_lus_gan(
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr_d, betas=tuple(settings.betas))
     sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=1.0 - settings.d_lr_decay)
 
-    store = CheckpointStore(work_dir / "checkpoints")
+    store = CheckpointStore(work_dir / "checkpoints",
+                            fingerprint=run_fingerprint(images, model_config, settings, generator, discriminator))
     losses = LossLog(work_dir / "losses.csv", LUS_LOSS_COLUMNS)
     start = 0
     resumed_from = None

@@ -18,8 +18,11 @@ except ConfigError as error:
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     label="[A-Za-z0-9_-]+",
-    method="|".join(CGAN_METHOD_NAMES),
+    method="|".join(CGAN_METHOD_NAMES + ["none"]),
     step="global|local|joint|full",
+    mode="real|replace|add",
+    ratio="[0-9]+[.][0-9]+",
+    seed="[0-9]+",
 
 
 RESULTS = "results"
@@ -130,6 +133,76 @@ def cgan_final_model(wildcards):
     return cgan_model_file(wildcards.dataset, wildcards.method, cgan_steps(wildcards.method)[-1])
 
 
+def ratio_values(section):
+    """Shares 0, step, ..., max_ratio of an ablation study, formatted as in the paths (2 decimals)."""
+    from lungsynth.ablation import ratios
+
+    return [f"{r:.2f}" for r in ratios(section["max_ratio"], section["step"])]
+
+
+def unet_cells():
+    """Cell folders of the U-Net study, relative to results/<dataset>/ablation/."""
+    seg = config["ablation"]["segmentation"]
+    values = ratio_values(seg)
+    cells = []
+    for seed in seg["seeds"]:
+        cells.append(f"real/none/r0.00/s{seed}")
+        for mode in seg["modes"]:
+            cells += [f"{mode}/{seg['method']}/r{r}/s{seed}" for r in values[1:]]
+        if seg["compare_at_max"]:
+            cells += [f"replace/{m}/r{values[-1]}/s{seed}" for m in cgan_methods() if m != seg["method"]]
+    return cells
+
+
+def classifier_cells():
+    """Cells ``r<ratio>/s<seed>`` of the classifier study."""
+    study = config["ablation"]["classifier"]
+    return [f"r{r}/s{seed}" for r in ratio_values(study) for seed in study["seeds"]]
+
+
+def classifier_cell_reused(cell):
+    """True for the real-only cell whose seed is classifier.seed: that run is train_classifier's, reused."""
+    return cell == f"r0.00/s{config['classifier']['seed']}"
+
+
+def classifier_study_metrics(dataset):
+    """Cell -> metrics.json of the classifier study (the reused real-only cell points at train_classifier's)."""
+    return {
+        cell: f"{RESULTS}/{dataset}/classifier/metrics.json"
+        if classifier_cell_reused(cell)
+        else f"{RESULTS}/{dataset}/classifier_study/{cell}/metrics.json"
+        for cell in classifier_cells()
+    }
+
+
+def ablation_generated(wildcards):
+    """Composites a U-Net cell draws from ([] for the real-only cell)."""
+    if wildcards.mode == "real":
+        return []
+    return [f"{RESULTS}/{wildcards.dataset}/cgan/{wildcards.method}/generated.pt"]
+
+
+def ablation_report_inputs():
+    inputs = {"benchmarks": []}
+    if config["ablation"]["segmentation"]["enabled"]:
+        d = cgan_dataset()
+        inputs["ablation_table"] = f"{RESULTS}/{d}/ablation/tables.csv"
+        inputs["ablation_plot"] = f"{RESULTS}/{d}/ablation/metrics_vs_ratio.png"
+        for cell in unet_cells():
+            mode, method, ratio, seed = Path(cell).parts
+            inputs["benchmarks"].append(f"{BENCH}/unet_cell/{d}/{mode}/{method}/{ratio}_{seed}.tsv")
+    if config["ablation"]["classifier"]["enabled"]:
+        c = classifier_dataset()
+        inputs["classifier_study_table"] = f"{RESULTS}/{c}/classifier_study/summary.csv"
+        inputs["classifier_study_plot"] = f"{RESULTS}/{c}/classifier_study/metrics_vs_ratio.png"
+        inputs["benchmarks"] += [
+            f"{BENCH}/classifier_cell/{c}/{'_'.join(Path(cell).parts)}.tsv"
+            for cell in classifier_cells()
+            if not classifier_cell_reused(cell)
+        ]
+    return inputs
+
+
 def cgan_report_inputs():
     d = cgan_dataset()
     methods = cgan_methods()
@@ -167,6 +240,8 @@ def report_inputs(wildcards):
         parts.append(lusgan_report_inputs())
     if config["cgan"]["enabled"]:
         parts.append(cgan_report_inputs())
+    if config["ablation"]["segmentation"]["enabled"] or config["ablation"]["classifier"]["enabled"]:
+        parts.append(ablation_report_inputs())
     inputs = {"benchmarks": []}
     for part in parts:
         inputs["benchmarks"] += part.pop("benchmarks")

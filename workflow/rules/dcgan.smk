@@ -10,6 +10,7 @@ rule train_dcgan:
         model=config["dcgan"]["model"],
         work=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/work",
     threads: 1
+    priority: 2  # heads the longest chain (generate, score, the classifier study)
     resources:
         gpu=1,
     conda:
@@ -63,6 +64,7 @@ rule train_classifier:
     params:
         settings=config["classifier"],
     threads: 2
+    priority: 1  # long; start it early rather than last
     resources:
         gpu=1,
     conda:

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lungsynth.report import CGANReportInputs, LUSReportInputs, ReportInputs, build_report
+from lungsynth.report import AblationReportInputs, CGANReportInputs, LUSReportInputs, ReportInputs, build_report
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):
@@ -48,8 +48,16 @@ with job_log(snakemake.log[0]):
             losses=losses,
             generated=dict(zip(methods, i["cgan_generated"])),
         )
+    ablation = None
+    if "ablation_table" in i or "classifier_study_table" in i:
+        ablation = AblationReportInputs(
+            segmentation_table=i.get("ablation_table"),
+            segmentation_plot=i.get("ablation_plot"),
+            classifier_table=i.get("classifier_study_table"),
+            classifier_plot=i.get("classifier_study_plot"),
+        )
     build_report(
-        ReportInputs(**dcgan, lus=lus, cgan=cgan, benchmarks=list(i["benchmarks"]), config=dict(p.config)),
+        ReportInputs(**dcgan, lus=lus, cgan=cgan, ablation=ablation, benchmarks=list(i["benchmarks"]), config=dict(p.config)),
         Path(snakemake.output.html).parent,
         title=p.title,
     )

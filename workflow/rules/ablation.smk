@@ -1,0 +1,112 @@
+rule augment_segtest:
+    """Augment the segmentation-test split: the fixed real test set of the U-Net study (seed 001 - 73 -> 10,220)."""
+    input:
+        test=f"{RESULTS}/{{dataset}}/segmentation/test.pt",
+    output:
+        f"{RESULTS}/{{dataset}}/ablation/data/test_aug.pt",
+    params:
+        settings=config["cgan"]["augment"],
+        n_slices=config["ablation"]["segmentation"]["test_count"],
+    conda:
+        "../../envs/lungsynth.yaml"
+    log:
+        f"{LOGS}/augment_segtest/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/augment_segtest/{{dataset}}.tsv"
+    script:
+        "../scripts/augment_segtest.py"
+
+
+rule unet_cell:
+    """One cell of the U-Net study: (mode, method, ratio, seed) -> per-fold Dice, sensitivity, specificity."""
+    input:
+        real=f"{RESULTS}/{{dataset}}/cgan/data/test_aug.pt",
+        generated=ablation_generated,
+        test=rules.augment_segtest.output[0],
+    output:
+        model=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/model.pt",
+        folds=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/folds.csv",
+        summary=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/summary.json",
+    params:
+        model=config["ablation"]["segmentation"]["model"],
+        settings=config["ablation"]["segmentation"]["train"],
+        folds=config["ablation"]["segmentation"]["folds"],
+        work=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/work",
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/lungsynth.yaml"
+    log:
+        f"{LOGS}/unet_cell/{{dataset}}/{{mode}}/{{method}}/r{{ratio}}_s{{seed}}.log",
+    benchmark:
+        f"{BENCH}/unet_cell/{{dataset}}/{{mode}}/{{method}}/r{{ratio}}_s{{seed}}.tsv"
+    script:
+        "../scripts/unet_cell.py"
+
+
+rule ablation_tables:
+    """Tables III and IV (and Table V's Dice column): mean with fold-only and seed-inclusive CIs, and plots."""
+    input:
+        folds=lambda wc: [f"{RESULTS}/{wc.dataset}/ablation/{cell}/folds.csv" for cell in unet_cells()],
+    output:
+        table=f"{RESULTS}/{{dataset}}/ablation/tables.csv",
+        plot=report(
+            f"{RESULTS}/{{dataset}}/ablation/metrics_vs_ratio.png",
+            caption="../report/ablation_plot.rst",
+            category="Seed 001 segmentation study",
+        ),
+    params:
+        cells=unet_cells(),
+    conda:
+        "../../envs/lungsynth.yaml"
+    log:
+        f"{LOGS}/ablation_tables/{{dataset}}.log",
+    script:
+        "../scripts/ablation_tables.py"
+
+
+rule classifier_cell:
+    """One cell of the classifier study: DenseNet-169 on real + ratio x DCGAN images per class, one seed."""
+    input:
+        train=lambda wc: preprocessed(wc.dataset, "train"),
+        val=lambda wc: preprocessed(wc.dataset, "val"),
+        test=lambda wc: preprocessed(wc.dataset, "test"),
+        generated=lambda wc: [f"{RESULTS}/{dcgan_dataset()}/dcgan/{label}/generated.pt" for label in config["dcgan"]["classes"]],
+    output:
+        f"{RESULTS}/{{dataset}}/classifier_study/r{{ratio}}/s{{seed}}/metrics.json",
+    params:
+        labels=config["dcgan"]["classes"],
+        settings=config["classifier"],
+    threads: 1  # cells are many and independent: run them side by side rather than each on two threads
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/lungsynth.yaml"
+    log:
+        f"{LOGS}/classifier_cell/{{dataset}}/r{{ratio}}_s{{seed}}.log",
+    benchmark:
+        f"{BENCH}/classifier_cell/{{dataset}}/r{{ratio}}_s{{seed}}.tsv"
+    script:
+        "../scripts/classifier_cell.py"
+
+
+rule classifier_study:
+    """Accuracy, F1 and AUC against the synthetic share: mean and CI over training seeds, and a plot."""
+    input:
+        lambda wc: list(classifier_study_metrics(wc.dataset).values()),
+    output:
+        table=f"{RESULTS}/{{dataset}}/classifier_study/summary.csv",
+        plot=report(
+            f"{RESULTS}/{{dataset}}/classifier_study/metrics_vs_ratio.png",
+            caption="../report/ablation_plot.rst",
+            category="Seed 000 classifier study",
+        ),
+    params:
+        cells=lambda wc: classifier_study_metrics(wc.dataset),
+    conda:
+        "../../envs/lungsynth.yaml"
+    log:
+        f"{LOGS}/classifier_study/{{dataset}}.log",
+    script:
+        "../scripts/classifier_study.py"
