@@ -147,3 +147,9 @@ def test_report_layouts_follow_the_paper():
     layout = classifier_layout(runs)
     assert list(layout.columns) == ["DCGAN images added", "seeds", "accuracy", "F1", "AUC"]
     assert layout.iloc[1]["AUC"] == "0.800 [0.700, 0.900]"
+
+
+def test_intervals_stay_inside_the_metric_range():
+    wide = summarise_seeds({0: _frame(np.array([0.99, 0.97, 0.99, 0.98])), 1: _frame(np.array([0.6, 0.7, 0.65, 0.62]))})
+    row = wide.iloc[0]
+    assert 0.0 <= row["seed_low"] <= row["fold_low"] and row["fold_high"] <= row["seed_high"] == 1.0

@@ -9,7 +9,8 @@ Conventions:
   fold's slices (micro), per structure (ground-glass = class 1, consolidation = 2,
   infection = 1 or 2). Dice = 2TP / (2TP + FP + FN) (1 when the structure is absent from
   both), sensitivity = TP / (TP + FN) (NaN without positives), specificity = TN / (TN + FP).
-- Intervals: over k folds, mean +/- t(0.975, k - 1) s / sqrt(k), s with ddof 1. With several
+- Intervals: over k folds, mean +/- t(0.975, k - 1) s / sqrt(k), s with ddof 1, clipped to
+  [0, 1] (all metrics are proportions). With several
   training seeds on the same folds, the seed-inclusive interval adds the between-seed
   variance (see :func:`summarise_seeds`); with one seed it equals the fold interval.
 """
@@ -108,12 +109,13 @@ def fold_metrics(pred, target, folds: list[np.ndarray]) -> pd.DataFrame:
 
 
 def _t_bounds(mean: float, se: float, df: float, confidence: float) -> tuple[float, float]:
+    """mean -/+ t(0.5 + confidence / 2, df) se, clipped to [0, 1]: every metric here is a proportion."""
     if not np.isfinite(se) or df <= 0:
         return float("nan"), float("nan")
     if se == 0:
         return mean, mean
     half = stats.t.ppf(0.5 + confidence / 2, df) * se
-    return mean - half, mean + half
+    return max(mean - half, 0.0), min(mean + half, 1.0)
 
 
 def summarise_folds(frame: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -162,7 +164,7 @@ def summarise_seeds(frames: dict[int, pd.DataFrame], confidence: float = 0.95) -
             if a > 0:
                 df = (a + b) ** 2 / (a * a / (n_seeds - 1) + b * b / (k - 1))
                 half = float(stats.t.ppf(q, df)) * np.sqrt(a + b)
-                seed_low, seed_high = min(mean - half, fold_low), max(mean + half, fold_high)
+                seed_low, seed_high = max(min(mean - half, fold_low), 0.0), min(max(mean + half, fold_high), 1.0)
         rows.append({"structure": structure, "metric": metric, "mean": mean, "fold_low": fold_low,
                      "fold_high": fold_high, "seed_low": seed_low, "seed_high": seed_high, "n_seeds": n_seeds, "k": k})
     return pd.DataFrame(rows)
