@@ -23,7 +23,7 @@ import torch
 
 from .ablation import add_composition, fold_indices, fold_metrics, replace_composition
 from .io_utils import torch_load, write_csv, write_json
-from .segmentation import UNetSettings, predict_unet, save_unet, segmentation_target, train_unet
+from .segmentation import UNetSettings, load_unet, predict_unet, save_unet, segmentation_target, train_unet
 from .training import select_device
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,7 @@ def unet_cell_job(real_pairs: str | Path, generated: str | Path | None, test_pai
     result = train_unet(images, labels, model_config, unet_settings, work_dir, progress=progress)
     save_unet(model_out, result)
     test = torch_load(test_pairs)
-    from .segmentation import load_unet
-
+    # evaluate the saved artifact, not the in-memory copy
     model = load_unet(model_out, select_device(settings.get("device", "auto")))
     prediction = predict_unet(model, test["images"], device=next(model.parameters()).device)
     target = segmentation_target(test["labels"])
