@@ -34,17 +34,19 @@ def ratios(max_ratio: float = 0.5, step: float = 0.1) -> list[float]:
     return [round(i * step, 6) for i in range(n + 1)]
 
 
-def _check_ratio(ratio: float) -> None:
+def _synthetic_count(n_real: int, n_synthetic: int, ratio: float, action: str) -> int:
+    """``round(ratio * n_real)``, checked against the share's range and the synthetic items available."""
     if not 0 <= ratio <= 1:
         raise ValueError(f"the synthetic share must be in [0, 1], got {ratio}")
+    k = int(round(ratio * n_real))
+    if k > n_synthetic:
+        raise ValueError(f"{action} {ratio:.0%} of {n_real} real items needs {k} synthetic ones, only {n_synthetic} exist")
+    return k
 
 
 def replace_composition(n_real: int, n_synthetic: int, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (real, synthetic) with ``n_real`` items in all, ``round(ratio * n_real)`` of them synthetic."""
-    _check_ratio(ratio)
-    k = int(round(ratio * n_real))
-    if k > n_synthetic:
-        raise ValueError(f"replacing {ratio:.0%} of {n_real} real items needs {k} synthetic ones, only {n_synthetic} exist")
+    k = _synthetic_count(n_real, n_synthetic, ratio, "replacing")
     rng = np.random.default_rng(seed)
     real = np.sort(rng.permutation(n_real)[: n_real - k])
     synthetic = np.sort(rng.permutation(n_synthetic)[:k])
@@ -53,10 +55,7 @@ def replace_composition(n_real: int, n_synthetic: int, ratio: float, seed: int) 
 
 def add_composition(n_real: int, n_synthetic: int, ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (real, synthetic): all ``n_real`` real items plus ``round(ratio * n_real)`` synthetic ones."""
-    _check_ratio(ratio)
-    k = int(round(ratio * n_real))
-    if k > n_synthetic:
-        raise ValueError(f"adding {ratio:.0%} of {n_real} real items needs {k} synthetic ones, only {n_synthetic} exist")
+    k = _synthetic_count(n_real, n_synthetic, ratio, "adding")
     rng = np.random.default_rng(seed)
     return np.arange(n_real), np.sort(rng.permutation(n_synthetic)[:k])
 
