@@ -17,7 +17,16 @@ include: "workflow/rules/ablation.smk"
 include: "workflow/rules/report.smk"
 
 
+# Seconds-long aggregation jobs: run by the submitting process, not queued on a cluster.
+localrules:
+    all,
+    cgan_tables,
+    ablation_tables,
+    classifier_study,
+    report,
+
+
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -4,15 +4,15 @@ rule augment_segtest:
         test=f"{RESULTS}/{{dataset}}/segmentation/test.pt",
     output:
         f"{RESULTS}/{{dataset}}/ablation/data/test_aug.pt",
-    params:
-        settings=config["cgan"]["augment"],
-        n_slices=config["ablation"]["segmentation"]["test_count"],
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/augment_segtest/{{dataset}}.log",
     benchmark:
         f"{BENCH}/augment_segtest/{{dataset}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        settings=config["cgan"]["augment"],
+        n_slices=config["ablation"]["segmentation"]["test_count"],
     script:
         "../scripts/augment_segtest.py"
 
@@ -27,20 +27,20 @@ rule unet_cell:
         model=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/model.pt",
         folds=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/folds.csv",
         summary=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/summary.json",
+    log:
+        f"{LOGS}/unet_cell/{{dataset}}/{{mode}}/{{method}}/r{{ratio}}_s{{seed}}.log",
+    benchmark:
+        f"{BENCH}/unet_cell/{{dataset}}/{{mode}}/{{method}}/r{{ratio}}_s{{seed}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         model=config["ablation"]["segmentation"]["model"],
         settings=config["ablation"]["segmentation"]["train"],
         folds=config["ablation"]["segmentation"]["folds"],
         work=f"{RESULTS}/{{dataset}}/ablation/{{mode}}/{{method}}/r{{ratio}}/s{{seed}}/work",
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
-    log:
-        f"{LOGS}/unet_cell/{{dataset}}/{{mode}}/{{method}}/r{{ratio}}_s{{seed}}.log",
-    benchmark:
-        f"{BENCH}/unet_cell/{{dataset}}/{{mode}}/{{method}}/r{{ratio}}_s{{seed}}.tsv"
     script:
         "../scripts/unet_cell.py"
 
@@ -48,7 +48,10 @@ rule unet_cell:
 rule ablation_tables:
     """Tables III and IV (and Table V's Dice column): mean with fold-only and seed-inclusive CIs, and plots."""
     input:
-        folds=lambda wc: [f"{RESULTS}/{wc.dataset}/ablation/{cell}/folds.csv" for cell in unet_cells()],
+        folds=lambda wc: [
+            f"{RESULTS}/{wc.dataset}/ablation/{cell}/folds.csv"
+            for cell in unet_cells()
+        ],
     output:
         table=f"{RESULTS}/{{dataset}}/ablation/tables.csv",
         plot=report(
@@ -56,12 +59,12 @@ rule ablation_tables:
             caption="../report/ablation_plot.rst",
             category="Seed 001 segmentation study",
         ),
-    params:
-        cells=unet_cells(),
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/ablation_tables/{{dataset}}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        cells=unet_cells(),
     script:
         "../scripts/ablation_tables.py"
 
@@ -72,21 +75,24 @@ rule classifier_cell:
         train=lambda wc: preprocessed(wc.dataset, "train"),
         val=lambda wc: preprocessed(wc.dataset, "val"),
         test=lambda wc: preprocessed(wc.dataset, "test"),
-        generated=lambda wc: [f"{RESULTS}/{dcgan_dataset()}/dcgan/{label}/generated.pt" for label in config["dcgan"]["classes"]],
+        generated=lambda wc: [
+            f"{RESULTS}/{dcgan_dataset()}/dcgan/{label}/generated.pt"
+            for label in config["dcgan"]["classes"]
+        ],
     output:
         f"{RESULTS}/{{dataset}}/classifier_study/r{{ratio}}/s{{seed}}/metrics.json",
-    params:
-        labels=config["dcgan"]["classes"],
-        settings=config["classifier"],
-    threads: 1  # cells are many and independent: run them side by side rather than each on two threads
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/classifier_cell/{{dataset}}/r{{ratio}}_s{{seed}}.log",
     benchmark:
         f"{BENCH}/classifier_cell/{{dataset}}/r{{ratio}}_s{{seed}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1  # cells are many and independent: run them side by side rather than each on two threads
+    resources:
+        gpu=1,
+    params:
+        labels=config["dcgan"]["classes"],
+        settings=config["classifier"],
     script:
         "../scripts/classifier_cell.py"
 
@@ -102,11 +108,11 @@ rule classifier_study:
             caption="../report/ablation_plot.rst",
             category="Seed 000 classifier study",
         ),
-    params:
-        cells=lambda wc: classifier_study_metrics(wc.dataset),
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/classifier_study/{{dataset}}.log",
+    conda:
+        "../../envs/report.yaml"
+    params:
+        cells=lambda wc: classifier_study_metrics(wc.dataset),
     script:
         "../scripts/classifier_study.py"

@@ -7,17 +7,17 @@ rule preprocess_segmentation:
         val=f"{RESULTS}/{{dataset}}/segmentation/val.pt",
         test=f"{RESULTS}/{{dataset}}/segmentation/test.pt",
         summary=f"{RESULTS}/{{dataset}}/segmentation/summary.json",
+    log:
+        f"{LOGS}/preprocess_segmentation/{{dataset}}.log",
+    benchmark:
+        f"{BENCH}/preprocess_segmentation/{{dataset}}.tsv"
+    conda:
+        "../../envs/data.yaml"
     params:
         root=lambda wc: dataset_root(wc.dataset),
         settings=lambda wc: preprocess_settings(config, wc.dataset),
         lung_mask=config["cgan"]["lung_mask"],
         require_infection=config["cgan"]["require_infection"],
-    conda:
-        "../../envs/lungsynth.yaml"
-    log:
-        f"{LOGS}/preprocess_segmentation/{{dataset}}.log",
-    benchmark:
-        f"{BENCH}/preprocess_segmentation/{{dataset}}.tsv"
     script:
         "../scripts/preprocess_segmentation.py"
 
@@ -30,14 +30,14 @@ rule augment_cgan:
     output:
         train=f"{RESULTS}/{{dataset}}/cgan/data/train_aug.pt",
         test=f"{RESULTS}/{{dataset}}/cgan/data/test_aug.pt",
-    params:
-        settings=config["cgan"]["augment"],
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/augment_cgan/{{dataset}}.log",
     benchmark:
         f"{BENCH}/augment_cgan/{{dataset}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        settings=config["cgan"]["augment"],
     script:
         "../scripts/augment_cgan.py"
 
@@ -50,19 +50,19 @@ rule train_cgan:
     output:
         model=f"{RESULTS}/{{dataset}}/cgan/{{method}}/{{step}}/model.pt",
         losses=f"{RESULTS}/{{dataset}}/cgan/{{method}}/{{step}}/losses.csv",
-    params:
-        model=config["cgan"]["model"],
-        settings=config["cgan"]["train"],
-        work=f"{RESULTS}/{{dataset}}/cgan/{{method}}/{{step}}/work",
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/train_cgan/{{dataset}}/{{method}}/{{step}}.log",
     benchmark:
         f"{BENCH}/train_cgan/{{dataset}}/{{method}}/{{step}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        model=config["cgan"]["model"],
+        settings=config["cgan"]["train"],
+        work=f"{RESULTS}/{{dataset}}/cgan/{{method}}/{{step}}/work",
     script:
         "../scripts/train_cgan.py"
 
@@ -74,18 +74,18 @@ rule generate_cgan:
         test=rules.augment_cgan.output.test,
     output:
         f"{RESULTS}/{{dataset}}/cgan/{{method}}/generated.pt",
-    params:
-        settings=config["cgan"]["generate"],
-        device=config["cgan"]["train"]["device"],
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/generate_cgan/{{dataset}}/{{method}}.log",
     benchmark:
         f"{BENCH}/generate_cgan/{{dataset}}/{{method}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        settings=config["cgan"]["generate"],
+        device=config["cgan"]["train"]["device"],
     script:
         "../scripts/generate_cgan.py"
 
@@ -97,17 +97,17 @@ rule feature_extractor:
     output:
         model=f"{RESULTS}/{{dataset}}/cgan/quality/extractor.pt",
         history=f"{RESULTS}/{{dataset}}/cgan/quality/extractor_history.csv",
-    params:
-        settings=config["cgan"]["quality"],
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/feature_extractor/{{dataset}}.log",
     benchmark:
         f"{BENCH}/feature_extractor/{{dataset}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        settings=config["cgan"]["quality"],
     script:
         "../scripts/feature_extractor.py"
 
@@ -120,17 +120,17 @@ rule quality_cgan:
         extractor=rules.feature_extractor.output.model,
     output:
         f"{RESULTS}/{{dataset}}/cgan/quality/{{method}}.csv",
-    params:
-        settings=config["cgan"]["quality"],
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/quality_cgan/{{dataset}}/{{method}}.log",
     benchmark:
         f"{BENCH}/quality_cgan/{{dataset}}/{{method}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        settings=config["cgan"]["quality"],
     script:
         "../scripts/quality_cgan.py"
 
@@ -138,8 +138,12 @@ rule quality_cgan:
 rule cgan_tables:
     """Table II / Table V (image quality) of every method in one table, and the map | real | methods figure."""
     input:
-        quality=lambda wc: [f"{RESULTS}/{wc.dataset}/cgan/quality/{m}.csv" for m in cgan_methods()],
-        generated=lambda wc: [f"{RESULTS}/{wc.dataset}/cgan/{m}/generated.pt" for m in cgan_methods()],
+        quality=lambda wc: [
+            f"{RESULTS}/{wc.dataset}/cgan/quality/{m}.csv" for m in cgan_methods()
+        ],
+        generated=lambda wc: [
+            f"{RESULTS}/{wc.dataset}/cgan/{m}/generated.pt" for m in cgan_methods()
+        ],
         test=rules.augment_cgan.output.test,
     output:
         table=f"{RESULTS}/{{dataset}}/cgan/table2.csv",
@@ -148,12 +152,12 @@ rule cgan_tables:
             caption="../report/cgan_cases.rst",
             category="Seed 001 synthesis",
         ),
+    log:
+        f"{LOGS}/cgan_tables/{{dataset}}.log",
+    conda:
+        "../../envs/report.yaml"
     params:
         methods=cgan_methods(),
         cases=config["cgan"]["generate"]["cases"],
-    conda:
-        "../../envs/lungsynth.yaml"
-    log:
-        f"{LOGS}/cgan_tables/{{dataset}}.log",
     script:
         "../scripts/cgan_tables.py"

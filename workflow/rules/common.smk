@@ -1,11 +1,26 @@
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+# Jobs (local, in conda environments, or in SLURM jobs, which inherit the environment) import
+# lungsynth from this checkout without installing it.
+_PATHS = [
+    p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SRC
+]
+os.environ["PYTHONPATH"] = os.pathsep.join([SRC, *_PATHS])
 
-from lungsynth.config import preprocess_settings, train_settings, validate_config  # noqa: E402
+from lungsynth.config import (
+    preprocess_settings,
+    train_settings,
+    validate_config,
+)  # noqa: E402
 from lungsynth.errors import ConfigError  # noqa: E402
-from lungsynth.training_cgan import METHODS as _CGAN_METHODS, VARIANTS as _CGAN_VARIANTS  # noqa: E402
+from lungsynth.training_cgan import (
+    METHODS as _CGAN_METHODS,
+    VARIANTS as _CGAN_VARIANTS,
+)  # noqa: E402
 
 CGAN_METHOD_NAMES = list(_CGAN_METHODS) + list(_CGAN_VARIANTS)
 
@@ -78,13 +93,18 @@ def ingest_spec(name):
 def ct_phantom_settings(name):
     """The arguments of write_phantom_ct taken from datasets.<name>.phantom."""
     phantom = dataset_spec(name)["phantom"]
-    return {k: phantom[k] for k in ("n_patients", "covid_fraction", "slices_per_patient", "size", "seed")}
+    return {
+        k: phantom[k]
+        for k in ("n_patients", "covid_fraction", "slices_per_patient", "size", "seed")
+    }
 
 
 def lus_phantom_settings(name):
     """The arguments of write_phantom_lus taken from datasets.<name>.phantom."""
     phantom = dataset_spec(name)["phantom"]
-    return {k: phantom[k] for k in ("n_patients", "areas_per_patient", "frames", "seed")}
+    return {
+        k: phantom[k] for k in ("n_patients", "areas_per_patient", "frames", "seed")
+    }
 
 
 def preprocessed(dataset, split):
@@ -109,7 +129,9 @@ def cgan_dataset():
 
 def cgan_methods():
     """Methods and Table V variants of the conditional-GAN branch, in table order."""
-    return list(config["cgan"]["methods"]) + [v for v in config["cgan"]["variants"] if v not in config["cgan"]["methods"]]
+    return list(config["cgan"]["methods"]) + [
+        v for v in config["cgan"]["variants"] if v not in config["cgan"]["methods"]
+    ]
 
 
 def cgan_model_file(dataset, method, step):
@@ -120,7 +142,11 @@ def cgan_previous_step(wildcards):
     """The previous step's weights of a method ([] for its first step)."""
     steps = cgan_steps(wildcards.method)
     index = steps.index(wildcards.step)
-    return [cgan_model_file(wildcards.dataset, wildcards.method, steps[index - 1])] if index else []
+    return (
+        [cgan_model_file(wildcards.dataset, wildcards.method, steps[index - 1])]
+        if index
+        else []
+    )
 
 
 def cgan_steps(method):
@@ -130,7 +156,9 @@ def cgan_steps(method):
 
 
 def cgan_final_model(wildcards):
-    return cgan_model_file(wildcards.dataset, wildcards.method, cgan_steps(wildcards.method)[-1])
+    return cgan_model_file(
+        wildcards.dataset, wildcards.method, cgan_steps(wildcards.method)[-1]
+    )
 
 
 def ratio_values(section):
@@ -150,7 +178,11 @@ def unet_cells():
         for mode in seg["modes"]:
             cells += [f"{mode}/{seg['method']}/r{r}/s{seed}" for r in values[1:]]
         if seg["compare_at_max"]:
-            cells += [f"replace/{m}/r{values[-1]}/s{seed}" for m in cgan_methods() if m != seg["method"]]
+            cells += [
+                f"replace/{m}/r{values[-1]}/s{seed}"
+                for m in cgan_methods()
+                if m != seg["method"]
+            ]
     return cells
 
 
@@ -168,9 +200,11 @@ def classifier_cell_reused(cell):
 def classifier_study_metrics(dataset):
     """Cell -> metrics.json of the classifier study (the reused real-only cell points at train_classifier's)."""
     return {
-        cell: f"{RESULTS}/{dataset}/classifier/metrics.json"
-        if classifier_cell_reused(cell)
-        else f"{RESULTS}/{dataset}/classifier_study/{cell}/metrics.json"
+        cell: (
+            f"{RESULTS}/{dataset}/classifier/metrics.json"
+            if classifier_cell_reused(cell)
+            else f"{RESULTS}/{dataset}/classifier_study/{cell}/metrics.json"
+        )
         for cell in classifier_cells()
     }
 
@@ -190,11 +224,15 @@ def ablation_report_inputs():
         inputs["ablation_plot"] = f"{RESULTS}/{d}/ablation/metrics_vs_ratio.png"
         for cell in unet_cells():
             mode, method, ratio, seed = Path(cell).parts
-            inputs["benchmarks"].append(f"{BENCH}/unet_cell/{d}/{mode}/{method}/{ratio}_{seed}.tsv")
+            inputs["benchmarks"].append(
+                f"{BENCH}/unet_cell/{d}/{mode}/{method}/{ratio}_{seed}.tsv"
+            )
     if config["ablation"]["classifier"]["enabled"]:
         c = classifier_dataset()
         inputs["classifier_study_table"] = f"{RESULTS}/{c}/classifier_study/summary.csv"
-        inputs["classifier_study_plot"] = f"{RESULTS}/{c}/classifier_study/metrics_vs_ratio.png"
+        inputs["classifier_study_plot"] = (
+            f"{RESULTS}/{c}/classifier_study/metrics_vs_ratio.png"
+        )
         inputs["benchmarks"] += [
             f"{BENCH}/classifier_cell/{c}/{'_'.join(Path(cell).parts)}.tsv"
             for cell in classifier_cells()
@@ -210,14 +248,26 @@ def cgan_report_inputs():
         "cgan_summary": f"{RESULTS}/{d}/segmentation/summary.json",
         "cgan_table": f"{RESULTS}/{d}/cgan/table2.csv",
         "cgan_cases": f"{RESULTS}/{d}/cgan/cases.png",
-        "cgan_losses": [f"{RESULTS}/{d}/cgan/{m}/{s}/losses.csv" for m in methods for s in cgan_steps(m)],
+        "cgan_losses": [
+            f"{RESULTS}/{d}/cgan/{m}/{s}/losses.csv"
+            for m in methods
+            for s in cgan_steps(m)
+        ],
         "cgan_generated": [f"{RESULTS}/{d}/cgan/{m}/generated.pt" for m in methods],
         "benchmarks": [
-            *([f"{BENCH}/phantom_ct/{d}.tsv"] if dataset_spec(d)["format"] == "phantom_ct" else []),
+            *(
+                [f"{BENCH}/phantom_ct/{d}.tsv"]
+                if dataset_spec(d)["format"] == "phantom_ct"
+                else []
+            ),
             f"{BENCH}/ingest/{d}.tsv",
             f"{BENCH}/preprocess_segmentation/{d}.tsv",
             f"{BENCH}/augment_cgan/{d}.tsv",
-            *[f"{BENCH}/train_cgan/{d}/{m}/{s}.tsv" for m in methods for s in cgan_steps(m)],
+            *[
+                f"{BENCH}/train_cgan/{d}/{m}/{s}.tsv"
+                for m in methods
+                for s in cgan_steps(m)
+            ],
             *[f"{BENCH}/generate_cgan/{d}/{m}.tsv" for m in methods],
             f"{BENCH}/feature_extractor/{d}.tsv",
             *[f"{BENCH}/quality_cgan/{d}/{m}.tsv" for m in methods],
@@ -227,7 +277,11 @@ def cgan_report_inputs():
 
 def all_targets():
     targets = []
-    if config["dcgan"]["enabled"] or config["lusgan"]["enabled"] or config["cgan"]["enabled"]:
+    if (
+        config["dcgan"]["enabled"]
+        or config["lusgan"]["enabled"]
+        or config["cgan"]["enabled"]
+    ):
         targets.append(f"{RESULTS}/report/index.html")
     return targets
 
@@ -240,7 +294,10 @@ def report_inputs(wildcards):
         parts.append(lusgan_report_inputs())
     if config["cgan"]["enabled"]:
         parts.append(cgan_report_inputs())
-    if config["ablation"]["segmentation"]["enabled"] or config["ablation"]["classifier"]["enabled"]:
+    if (
+        config["ablation"]["segmentation"]["enabled"]
+        or config["ablation"]["classifier"]["enabled"]
+    ):
         parts.append(ablation_report_inputs())
     inputs = {"benchmarks": []}
     for part in parts:
@@ -263,7 +320,11 @@ def lusgan_report_inputs():
         "lus_nearest": f"{RESULTS}/{d}/lusgan/similarity/nearest.csv",
         "lus_values": f"{RESULTS}/{d}/lusgan/similarity/values.pt",
         "benchmarks": [
-            *([f"{BENCH}/phantom_lus/{d}.tsv"] if dataset_spec(d)["format"] == "phantom_lus" else []),
+            *(
+                [f"{BENCH}/phantom_lus/{d}.tsv"]
+                if dataset_spec(d)["format"] == "phantom_lus"
+                else []
+            ),
             f"{BENCH}/ingest/{d}.tsv",
             f"{BENCH}/preprocess/{d}.tsv",
             *[f"{BENCH}/train_lusgan/{d}_{label}.tsv" for label in labels],

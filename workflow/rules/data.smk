@@ -2,14 +2,14 @@ rule phantom_ct:
     """Write the built-in CT phantom (DICOM series, NIfTI volumes and masks) from a seed."""
     output:
         directory(f"{RESULTS}/phantom/{{dataset}}"),
-    params:
-        phantom=lambda wc: ct_phantom_settings(wc.dataset),
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/phantom_ct/{{dataset}}.log",
     benchmark:
         f"{BENCH}/phantom_ct/{{dataset}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        phantom=lambda wc: ct_phantom_settings(wc.dataset),
     script:
         "../scripts/phantom_ct.py"
 
@@ -21,15 +21,15 @@ rule ingest:
     output:
         manifest=f"{RESULTS}/{{dataset}}/ingest/manifest.csv",
         skipped=f"{RESULTS}/{{dataset}}/ingest/skipped.csv",
-    params:
-        root=lambda wc: dataset_root(wc.dataset),
-        spec=lambda wc: ingest_spec(wc.dataset),
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/ingest/{{dataset}}.log",
     benchmark:
         f"{BENCH}/ingest/{{dataset}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        root=lambda wc: dataset_root(wc.dataset),
+        spec=lambda wc: ingest_spec(wc.dataset),
     script:
         "../scripts/ingest.py"
 
@@ -43,14 +43,14 @@ rule preprocess:
         val=f"{RESULTS}/{{dataset}}/preprocessed/val.pt",
         test=f"{RESULTS}/{{dataset}}/preprocessed/test.pt",
         summary=f"{RESULTS}/{{dataset}}/preprocessed/summary.json",
-    params:
-        root=lambda wc: dataset_root(wc.dataset),
-        settings=lambda wc: preprocess_settings(config, wc.dataset),
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/preprocess/{{dataset}}.log",
     benchmark:
         f"{BENCH}/preprocess/{{dataset}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        root=lambda wc: dataset_root(wc.dataset),
+        settings=lambda wc: preprocess_settings(config, wc.dataset),
     script:
         "../scripts/preprocess.py"

@@ -5,20 +5,20 @@ rule train_dcgan:
     output:
         generator=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/generator.pt",
         losses=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/losses.csv",
-    params:
-        settings=lambda wc: train_settings(config, wc.label),
-        model=config["dcgan"]["model"],
-        work=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/work",
-    threads: 1
-    priority: 2  # heads the longest chain (generate, score, the classifier study)
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/train_dcgan/{{dataset}}_{{label}}.log",
     benchmark:
         f"{BENCH}/train_dcgan/{{dataset}}_{{label}}.tsv"
+    priority: 2  # heads the longest chain (generate, score, the classifier study)
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        settings=lambda wc: train_settings(config, wc.label),
+        model=config["dcgan"]["model"],
+        work=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/work",
     script:
         "../scripts/train_dcgan.py"
 
@@ -36,17 +36,17 @@ rule generate_dcgan:
             category="Synthetic images",
             labels={"class": "{label}"},
         ),
-    params:
-        settings=config["dcgan"]["generate"],
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/generate_dcgan/{{dataset}}_{{label}}.log",
     benchmark:
         f"{BENCH}/generate_dcgan/{{dataset}}_{{label}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        settings=config["dcgan"]["generate"],
     script:
         "../scripts/generate_dcgan.py"
 
@@ -61,18 +61,18 @@ rule train_classifier:
         model=f"{RESULTS}/{{dataset}}/classifier/model.pt",
         metrics=f"{RESULTS}/{{dataset}}/classifier/metrics.json",
         history=f"{RESULTS}/{{dataset}}/classifier/history.csv",
-    params:
-        settings=config["classifier"],
-    threads: 2
-    priority: 1  # long; start it early rather than last
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/train_classifier/{{dataset}}.log",
     benchmark:
         f"{BENCH}/train_classifier/{{dataset}}.tsv"
+    priority: 1  # long; start it early rather than last
+    conda:
+        "../../envs/gan.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        settings=config["classifier"],
     script:
         "../scripts/train_classifier.py"
 
@@ -83,22 +83,23 @@ rule score_dcgan:
         model=f"{RESULTS}/{classifier_dataset()}/classifier/model.pt",
         test=preprocessed(classifier_dataset(), "test"),
         generated=expand(
-            f"{RESULTS}/{{{{dataset}}}}/dcgan/{{label}}/generated.pt", label=config["dcgan"]["classes"]
+            f"{RESULTS}/{{{{dataset}}}}/dcgan/{{label}}/generated.pt",
+            label=config["dcgan"]["classes"],
         ),
     output:
         sets=f"{RESULTS}/{{dataset}}/dcgan/score/sets.csv",
         summary=f"{RESULTS}/{{dataset}}/dcgan/score/summary.csv",
-    params:
-        labels=config["dcgan"]["classes"],
-        settings=config["score"],
-    threads: 2
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/score_dcgan/{{dataset}}.log",
     benchmark:
         f"{BENCH}/score_dcgan/{{dataset}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        labels=config["dcgan"]["classes"],
+        settings=config["score"],
     script:
         "../scripts/score_dcgan.py"

@@ -2,14 +2,14 @@ rule phantom_lus:
     """Write the built-in lung-ultrasound phantom (.mat videos in both layouts, video files, score tables)."""
     output:
         directory(f"{RESULTS}/phantom_lus/{{dataset}}"),
-    params:
-        phantom=lambda wc: lus_phantom_settings(wc.dataset),
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/phantom_lus/{{dataset}}.log",
     benchmark:
         f"{BENCH}/phantom_lus/{{dataset}}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    params:
+        phantom=lambda wc: lus_phantom_settings(wc.dataset),
     script:
         "../scripts/phantom_lus.py"
 
@@ -21,19 +21,19 @@ rule train_lusgan:
     output:
         generator=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/generator.pt",
         losses=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/losses.csv",
-    params:
-        settings=lambda wc: train_settings(config, wc.label, "lusgan"),
-        model=config["lusgan"]["model"],
-        work=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/work",
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/train_lusgan/{{dataset}}_{{label}}.log",
     benchmark:
         f"{BENCH}/train_lusgan/{{dataset}}_{{label}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        settings=lambda wc: train_settings(config, wc.label, "lusgan"),
+        model=config["lusgan"]["model"],
+        work=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/work",
     script:
         "../scripts/train_lusgan.py"
 
@@ -51,17 +51,17 @@ rule generate_lusgan:
             category="Synthetic ultrasound",
             labels={"score": "{label}"},
         ),
-    params:
-        settings=config["lusgan"]["generate"],
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/generate_lusgan/{{dataset}}_{{label}}.log",
     benchmark:
         f"{BENCH}/generate_lusgan/{{dataset}}_{{label}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        settings=config["lusgan"]["generate"],
     script:
         "../scripts/generate_lusgan.py"
 
@@ -72,24 +72,25 @@ rule similarity_lusgan:
         train=preprocessed("{dataset}", "train"),
         test=preprocessed("{dataset}", "test"),
         generated=expand(
-            f"{RESULTS}/{{{{dataset}}}}/lusgan/{{label}}/generated.pt", label=config["lusgan"]["classes"]
+            f"{RESULTS}/{{{{dataset}}}}/lusgan/{{label}}/generated.pt",
+            label=config["lusgan"]["classes"],
         ),
     output:
         summary=f"{RESULTS}/{{dataset}}/lusgan/similarity/summary.csv",
         diversity=f"{RESULTS}/{{dataset}}/lusgan/similarity/diversity.csv",
         nearest=f"{RESULTS}/{{dataset}}/lusgan/similarity/nearest.csv",
         values=f"{RESULTS}/{{dataset}}/lusgan/similarity/values.pt",
-    params:
-        labels=config["lusgan"]["classes"],
-        settings=config["lusgan"]["similarity"],
-    threads: 2
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/lungsynth.yaml"
     log:
         f"{LOGS}/similarity_lusgan/{{dataset}}.log",
     benchmark:
         f"{BENCH}/similarity_lusgan/{{dataset}}.tsv"
+    conda:
+        "../../envs/gan.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        labels=config["lusgan"]["classes"],
+        settings=config["lusgan"]["similarity"],
     script:
         "../scripts/similarity_lusgan.py"

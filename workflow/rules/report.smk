@@ -37,8 +37,12 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        html=f"{RESULTS}/report/index.html",
         **REPORT_FIGURES,
+        html=f"{RESULTS}/report/index.html",
+    log:
+        f"{LOGS}/report.log",
+    conda:
+        "../../envs/report.yaml"
     params:
         dataset=dcgan_dataset(),
         labels=config["dcgan"]["classes"],
@@ -49,9 +53,5 @@ rule report:
         cgan_methods=cgan_methods(),
         title=config["report"]["title"],
         config=config,
-    conda:
-        "../../envs/lungsynth.yaml"
-    log:
-        f"{LOGS}/report.log",
     script:
         "../scripts/report.py"
