@@ -173,6 +173,24 @@ def test_ingest_dicom_writes_pseudonymous_manifest(tmp_path, write_dicom_series,
     assert load_image(root, row).shape == (8, 8, 1) and load_mask(root, row) is None
 
 
+def test_dicom_folders_named_by_patient_id_are_warned_about_without_naming_it(tmp_path, write_dicom_series,
+                                                                            dicom_identity, caplog):
+    patient_id, patient_name = dicom_identity
+    root = tmp_path / "dicom"
+    for cls in ("covid", "noncovid"):
+        for p in range(2):
+            # a PACS-style export: one folder per PatientID
+            write_dicom_series(root / cls / f"{patient_id}-{cls}{p}", 2, (8, 8), tag=f"{cls}{p}", seed=p,
+                               patient_id=f"{patient_id}-{cls}{p}", patient_name=patient_name)
+    spec = {"format": "dicom", "classes": {"covid": "covid", "noncovid": "noncovid"},
+            "split": {"fractions": {"train": 0.5, "val": 0.0, "test": 0.5}}}
+    with caplog.at_level("WARNING"):
+        ingest_dataset(root, spec, tmp_path / "out" / "m.csv", tmp_path / "out" / "s.csv")
+    warnings = [r.getMessage() for r in caplog.records if "PatientID or PatientName" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("4 DICOM series")
+    assert patient_id not in warnings[0] and "Doe" not in warnings[0]
+
+
 def test_ingest_empty_skipped_has_header(tmp_path, image_folder_root):
     out = tmp_path / "out"
     df = ingest_dataset(image_folder_root, {"format": "image_folder", "classes": CLASSES, "patient_regex": REGEX},

@@ -491,6 +491,7 @@ def scan_dicom(
     classes = _check_classes(classes)
     bad = _BadFiles(root, on_bad_file)
     records: list[Record] = []
+    identifying_paths = 0
     for cls, sub in classes.items():
         folder = _class_folder(root, cls, sub)
         files = _list_files(folder, DICOM_SUFFIXES)
@@ -510,6 +511,7 @@ def scan_dicom(
             instance = ds.get("InstanceNumber", None)
             series.setdefault(key, []).append({
                 "path": path, "shape": hu.shape, "identity": identity,
+                "names": [str(ds.get(k, "") or "").strip() for k in ("PatientID", "PatientName")],
                 "ipp": _tag_list(ds, "ImagePositionPatient", 3),
                 "iop": _tag_list(ds, "ImageOrientationPatient", 6),
                 "instance": None if instance in (None, "") else int(instance),
@@ -527,6 +529,8 @@ def scan_dicom(
                                _rel(root, infos[0]["path"].parent))
             ordered = [info for _, info in sorted(zip(keys, infos), key=lambda t: t[0])]
             patient = pseudonymous_patient(infos[0]["identity"])
+            if any(_path_names_identity(_rel(root, infos[0]["path"]), name) for name in infos[0]["names"]):
+                identifying_paths += 1
             series_tag = hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
             for rank, info in enumerate(ordered):
                 records.append(_record(
@@ -535,8 +539,22 @@ def scan_dicom(
                 ))
         if len(records) == n_before:
             raise _empty_class(cls, folder, f"has no readable DICOM files (all {len(files)} were bad)")
+    if identifying_paths:
+        # the identifier itself is not logged: logs are artifacts too
+        logger.warning("%d DICOM series lie in folders or files named with their PatientID or PatientName; "
+                       "the manifest's 'source' column records these paths relative to %s. Rename them "
+                       "(e.g. to pseudonyms) before sharing results/", identifying_paths, root)
     check_unique_ids(records, root)
     return records, bad.skipped
+
+
+def _path_names_identity(relative_path: str, identity: str) -> bool:
+    """Whether a file path relative to the dataset root contains the patient identifier (3+ characters)."""
+    if len(identity) < 3:
+        return False
+    path = relative_path.lower()
+    forms = {identity.lower(), identity.lower().replace("^", " "), identity.lower().replace("^", "_")}
+    return any(form in path for form in forms)
 
 
 def _consistent_series(infos: list[dict[str, Any]], root: Path, bad: _BadFiles) -> list[dict[str, Any]]:
