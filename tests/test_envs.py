@@ -70,3 +70,17 @@ def test_rules_that_build_torchvision_models_use_an_environment_with_torchvision
         spec = yaml.safe_load((REPO / "envs" / envs[rule]).read_text())
         pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
         assert any(r.startswith("torchvision==") for r in pip), rule
+
+
+def test_prepend_pythonpath_puts_the_checkout_first_once(monkeypatch):
+    import os
+
+    from lungsynth.runlog import prepend_pythonpath
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", "/checkout/src"]))
+    prepend_pythonpath("/checkout/src")
+    prepend_pythonpath("/checkout/src")
+    assert os.environ["PYTHONPATH"] == os.pathsep.join(["/checkout/src", "/elsewhere"])
+    monkeypatch.delenv("PYTHONPATH")
+    prepend_pythonpath("/checkout/src")
+    assert os.environ["PYTHONPATH"] == "/checkout/src"

@@ -78,3 +78,18 @@ def progress_bar(iterable=None, *, desc: str, unit: str = "it", disable: bool = 
         dynamic_ncols=interactive,
         **kwargs,
     )
+
+
+def prepend_pythonpath(folder: str | Path) -> None:
+    """Put ``folder`` first on ``$PYTHONPATH`` (once), so that job processes started from here import it.
+
+    The workflow calls it with the checkout's ``src/``: local jobs, jobs in per-stage conda
+    environments and SLURM jobs (which inherit the submitting environment) then import this
+    ``lungsynth`` without installing it.
+    """
+    import os
+
+    folder = str(folder)
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != folder]
+    os.environ["PYTHONPATH"] = os.pathsep.join([folder, *rest])
+

@@ -1,15 +1,12 @@
-import os
 import sys
 from pathlib import Path
 
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
-# Jobs (local, in conda environments, or in SLURM jobs, which inherit the environment) import
-# lungsynth from this checkout without installing it.
-_PATHS = [
-    p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != SRC
-]
-os.environ["PYTHONPATH"] = os.pathsep.join([SRC, *_PATHS])
+
+from lungsynth.runlog import prepend_pythonpath  # noqa: E402
+
+prepend_pythonpath(SRC)  # jobs import this checkout's lungsynth (see README, SLURM)
 
 from lungsynth.config import (
     preprocess_settings,
