@@ -1,10 +1,14 @@
 """Config schema: defaults, descriptions, and errors that name the key."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from lungsynth.config import load_config, load_schema, train_settings, validate_config
 from lungsynth.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _walk(schema, path="", defs=None):
@@ -33,11 +37,21 @@ def test_every_key_has_description_and_default():
         assert "default" in sub, f"{key} has no default"
 
 
-def test_shipped_configs_are_valid():
-    for path in ["config/config.yaml", "config/paper/dcgan_covidct.yaml", "config/examples/covid_ct.yaml",
-                 "config/paper/lus_rasgan.yaml", "config/examples/lus_pocus_videos.yaml", "config/examples/lus_pocus_mat.yaml"]:
-        config = load_config(path)
-        assert config["dcgan"]["enabled"] or config["lusgan"]["enabled"]
+SHIPPED = sorted(str(p.relative_to(REPO)) for p in (REPO / "config").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_shipped_configs_are_valid(path):
+    config = load_config(REPO / path)
+    assert config["dcgan"]["enabled"] or config["lusgan"]["enabled"] or config["cgan"]["enabled"]
+
+
+def test_there_is_a_paper_config_for_each_seed():
+    """Seed 000 (DCGAN + DenseNet-169), seed 001 (conditional GANs + U-Net study), seed 003 (LUS GANs)."""
+    paper = {p: load_config(REPO / p) for p in SHIPPED if p.startswith("config/paper/")}
+    assert any(c["dcgan"]["enabled"] and c["ablation"]["classifier"]["enabled"] for c in paper.values())
+    assert any(c["cgan"]["enabled"] and c["ablation"]["segmentation"]["enabled"] for c in paper.values())
+    assert any(c["lusgan"]["enabled"] for c in paper.values())
 
 
 def test_defaults_are_filled():
@@ -104,3 +118,13 @@ def test_dataset_preprocess_override_inherits_the_rest():
                               "preprocess": {"channels": 3}})
     settings = preprocess_settings(config, "phantom_ct")
     assert settings["size"] == 32 and settings["channels"] == 3 and settings["window"] == [-600, 1500]
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p != "config/config.yaml"])
+def test_shipped_configs_are_valid_merged_over_the_default_as_snakemake_runs_them(path):
+    """``snakemake --configfile X`` deep-merges X over config/config.yaml; the merged config must validate."""
+    from snakemake.utils import update_config
+
+    merged = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(merged, yaml.safe_load((REPO / path).read_text()))
+    validate_config(merged)
