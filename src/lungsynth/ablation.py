@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 STRUCTURES: dict[str, frozenset[int]] = {"ground_glass": frozenset({1}), "consolidation": frozenset({2}),
                                          "infection": frozenset({1, 2})}
@@ -113,6 +112,8 @@ def _t_bounds(mean: float, se: float, df: float, confidence: float) -> tuple[flo
         return float("nan"), float("nan")
     if se == 0:
         return mean, mean
+    from scipy import stats  # imported here: the workflow imports this module at DAG-build time
+
     half = stats.t.ppf(0.5 + confidence / 2, df) * se
     return max(mean - half, 0.0), min(mean + half, 1.0)
 
@@ -162,6 +163,8 @@ def summarise_seeds(frames: dict[int, pd.DataFrame], confidence: float = 0.95) -
             a = y.mean(axis=1).var(ddof=1) / n_seeds if n_seeds > 1 else 0.0
             if a > 0:
                 df = (a + b) ** 2 / (a * a / (n_seeds - 1) + b * b / (k - 1))
+                from scipy import stats
+
                 half = float(stats.t.ppf(q, df)) * np.sqrt(a + b)
                 seed_low, seed_high = max(min(mean - half, fold_low), 0.0), min(max(mean + half, fold_high), 1.0)
         rows.append({"structure": structure, "metric": metric, "mean": mean, "fold_low": fold_low,

@@ -14,7 +14,7 @@ from lungsynth.config import (
     validate_config,
 )  # noqa: E402
 from lungsynth.errors import ConfigError  # noqa: E402
-from lungsynth.training_cgan import (
+from lungsynth.cgan_methods import (
     METHODS as _CGAN_METHODS,
     VARIANTS as _CGAN_VARIANTS,
 )  # noqa: E402
@@ -147,7 +147,7 @@ def cgan_previous_step(wildcards):
 
 
 def cgan_steps(method):
-    from lungsynth.training_cgan import method_spec, method_steps
+    from lungsynth.cgan_methods import method_spec, method_steps
 
     return list(method_steps(method_spec(method, config["cgan"]["model"])))
 
