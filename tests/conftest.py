@@ -248,3 +248,15 @@ def image_folder_root(tmp_path: Path) -> Path:
         suffix = ".jpg" if n % 2 else ".png"
         _write_image(root / "CT_NonCOVID" / f"{n}{suffix}", "RGB" if n == 1 else "L", (18, 18 + n), seed=10 + n)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A complete local run of ``tests/configs/tiny.yaml`` (about 4 minutes on 2 cores), shared by the
+    end-to-end tests. Tests that change it put it back to the tiny config before they end."""
+    from wfutil import snakemake
+
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir

@@ -1,52 +1,18 @@
 """End-to-end: the Snakemake workflow on a tiny phantom config, its caching, and its errors."""
 
 import json
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from wfutil import REPO, TINY, job_counts, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "configs" / "tiny.yaml"
 RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report",
          "phantom_lus", "train_lusgan", "generate_lusgan", "similarity_lusgan",
          "preprocess_segmentation", "augment_cgan", "train_cgan", "generate_cgan", "feature_extractor", "quality_cgan",
          "cgan_tables", "augment_segtest", "unet_cell", "ablation_tables", "classifier_cell", "classifier_study"}
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, configfiles=(TINY,)) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", "2", *args, "--configfile", *map(str, configfiles)]
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=900)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse Snakemake's 'Job stats' table."""
-    block = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in block.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        if match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
 
 
 def test_dry_run_shows_the_whole_chain(tmp_path):
@@ -153,9 +119,14 @@ def test_end_to_end_downstream_studies(tiny_run):
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
+    results = tiny_run / "results"
+    before = {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()}
     result = snakemake(tiny_run)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+    assert job_counts(result.stdout + result.stderr) == {}
+    after = {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()}
+    assert after == before  # not one file rewritten
 
 
 def test_changing_n_images_reruns_only_what_uses_the_generated_images(tiny_run):
@@ -265,10 +236,26 @@ def test_changing_one_class_setting_retrains_that_class_only(tiny_run):
     override.write_text("dcgan:\n  per_class:\n    covid:\n      epochs: 4\n")
     planned = snakemake(tiny_run, "-n", configfiles=(TINY, override))
     output = planned.stdout + planned.stderr
-    counts = job_counts(output)
-    assert counts.get("train_dcgan") == 1 and counts.get("generate_dcgan") == 1
-    assert "train_classifier" not in counts and "preprocess" not in counts
+    # that class's GAN and everything downstream of its images; nothing of the other class, nothing upstream
+    assert job_counts(output) == {"train_dcgan": 1, "generate_dcgan": 1, "score_dcgan": 1, "classifier_cell": 1,
+                                  "classifier_study": 1, "report": 1, "all": 1}
     assert "label=covid" in output and "label=noncovid" not in output
+
+
+def test_changing_a_scoring_setting_reruns_scoring_and_report_only(tiny_run):
+    override = tiny_run / "more_sets.yaml"
+    override.write_text("score:\n  n_sets: 3\n")
+    planned = snakemake(tiny_run, "-n", configfiles=(TINY, override))
+    assert job_counts(planned.stdout + planned.stderr) == {"score_dcgan": 1, "report": 1, "all": 1}
+    result = snakemake(tiny_run, configfiles=(TINY, override))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout + result.stderr) == {"score_dcgan": 1, "report": 1, "all": 1}
+    sets = pd.read_csv(tiny_run / "results" / "phantom_ct" / "dcgan" / "score" / "sets.csv")
+    assert len(sets[sets.source == "synthetic"]) == 2 * 3
+    # put the shared run back to the tiny config, and nothing is left to do
+    assert snakemake(tiny_run).returncode == 0
+    again = snakemake(tiny_run)
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.realdata
