@@ -41,7 +41,7 @@ def _install() -> None:
     if all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "sbatch", "munged")):
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    command = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
+    command = ["apt-get", "install", "-y", "-q", *PACKAGES]
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if first.returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=env, timeout=900)

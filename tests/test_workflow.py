@@ -243,15 +243,17 @@ def test_changing_one_class_setting_retrains_that_class_only(tiny_run):
 
 
 def test_changing_a_scoring_setting_reruns_scoring_and_report_only(tiny_run):
-    override = tiny_run / "more_sets.yaml"
-    override.write_text("score:\n  n_sets: 3\n")
+    override = tiny_run / "smaller_sets.yaml"
+    override.write_text("score:\n  set_size: 2\n")
     planned = snakemake(tiny_run, "-n", configfiles=(TINY, override))
+    assert planned.returncode == 0, planned.stderr[-3000:]
     assert job_counts(planned.stdout + planned.stderr) == {"score_dcgan": 1, "report": 1, "all": 1}
     result = snakemake(tiny_run, configfiles=(TINY, override))
     assert result.returncode == 0, result.stderr[-3000:]
     assert job_counts(result.stdout + result.stderr) == {"score_dcgan": 1, "report": 1, "all": 1}
     sets = pd.read_csv(tiny_run / "results" / "phantom_ct" / "dcgan" / "score" / "sets.csv")
-    assert len(sets[sets.source == "synthetic"]) == 2 * 3
+    synthetic = sets[sets.source == "synthetic"]
+    assert len(synthetic) == 2 * 2 and (synthetic["n"] == 2).all()  # 2 classes x 2 sets of 2 images
     # put the shared run back to the tiny config, and nothing is left to do
     assert snakemake(tiny_run).returncode == 0
     again = snakemake(tiny_run)
