@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import gzip
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ import pandas as pd
 import psutil
 import pytest
 import torch
-from wfutil import REPO, TINY, differing, generated_tensors, metrics_tables, snakemake
+from wfutil import REPO, TINY, differing, generated_tensors, metrics_tables, snakemake, snakemake_command
 
 # --- determinism ----------------------------------------------------------------------------------
 
@@ -65,9 +64,7 @@ def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_r
 
     killed = tmp_path / "killed"
     killed.mkdir()
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-               str(killed), "--cores", "1", GENERATOR, "--configfile", *map(str, configs)]
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    command, env = snakemake_command(killed, GENERATOR, configfiles=configs, cores=1)
     run = subprocess.Popen(command, cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         trainer = _training_process(killed, "train_dcgan.py")
@@ -242,10 +239,7 @@ def _tool(name: str) -> str:
 
 
 def test_snakemake_lint_is_clean(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-                             "--directory", str(tmp_path), "--lint", "--configfile", str(TINY)],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                            env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+    result = snakemake(tmp_path, "--lint", timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
 
 

@@ -14,12 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 
+def snakemake_command(workdir: Path, *args: str, configfiles: Iterable[Path] = (TINY,), cores: int = 2,
+                      env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run the workflow with ``--directory workdir``."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+               "--cores", str(cores), *args, "--configfile", *map(str, configfiles)]
+    return command, dict(os.environ, PYTHONPATH=str(REPO / "src"), **(env or {}))
+
+
 def snakemake(workdir: Path, *args: str, configfiles: Iterable[Path] = (TINY,), cores: int = 2,
               timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the workflow with ``--directory workdir``; ``args`` go before ``--configfile``."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-               "--cores", str(cores), *args, "--configfile", *map(str, configfiles)]
-    run_env = dict(os.environ, PYTHONPATH=str(REPO / "src"), **(env or {}))
+    command, run_env = snakemake_command(workdir, *args, configfiles=configfiles, cores=cores, env=env)
     return subprocess.run(command, capture_output=True, text=True, env=run_env, cwd=workdir, timeout=timeout)
 
 
