@@ -2,7 +2,8 @@
 
 For each config: the GPU jobs the workflow runs (the job lists of ``workflow/rules/common.smk``:
 one ``train_dcgan`` per class, ``cgan_methods()`` x ``cgan_steps()``, ``unet_cells()``,
-``classifier_cells()``, ...), the optimizer steps of each job as the training code counts them,
+``classifier_cells()``, ...; the method list, U-Net cells and study shares come from the same package
+functions the workflow calls), the optimizer steps of each job as the training code counts them,
 the FLOPs of one step, and the hours at an assumed sustained throughput, on one GPU, one job
 after another (``--resources gpu=1``).
 
@@ -63,7 +64,8 @@ import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from lungsynth.ablation import ratios
+from lungsynth.ablation import study_ratios, unet_study_cells
+from lungsynth.cgan_methods import configured_methods
 from lungsynth.classifier import train_classifier
 from lungsynth.config import load_config, load_schema, preprocess_settings, train_settings, validate_config
 from lungsynth.errors import ConfigError
@@ -440,7 +442,7 @@ def plan_classifier(config: dict, sizes: DataSizes) -> list[JobGroup]:
     study = config["ablation"]["classifier"]
     if not study["enabled"]:
         return groups
-    for ratio in [float(f"{r:.2f}") for r in ratios(study["max_ratio"], study["step"])]:  # as the cell paths
+    for ratio in study_ratios(study):
         # common.smk classifier_cells() less the real-only cell of classifier.seed (train_classifier's, reused)
         seeds = [s for s in study["seeds"] if not (ratio == 0 and s == config["classifier"]["seed"])]
         n = n_train + sum(round(ratio * splits["train"][c]) for c in splits["train"] if c in labels)
@@ -486,9 +488,8 @@ def plan_lusgan(config: dict, sizes: DataSizes) -> list[JobGroup]:
 
 
 def cgan_methods(config: dict) -> list[str]:
-    """Methods and Table V variants of the conditional-GAN branch (common.smk ``cgan_methods()``)."""
-    cgan = config["cgan"]
-    return list(cgan["methods"]) + [v for v in cgan["variants"] if v not in cgan["methods"]]
+    """Methods and Table V variants of the conditional-GAN branch (the workflow's list)."""
+    return configured_methods(config["cgan"])
 
 
 def plan_cgan(config: dict) -> list[JobGroup]:
@@ -553,17 +554,8 @@ def plan_cgan(config: dict) -> list[JobGroup]:
 
 
 def unet_cells(config: dict) -> list[tuple[str, str, float, int]]:
-    """(mode, method, ratio, seed) of every U-Net cell, as common.smk ``unet_cells()``."""
-    seg = config["ablation"]["segmentation"]
-    values = [float(f"{r:.2f}") for r in ratios(seg["max_ratio"], seg["step"])]  # as the cell paths
-    cells = []
-    for seed in seg["seeds"]:
-        cells.append(("real", "none", 0.0, seed))
-        for mode in seg["modes"]:
-            cells += [(mode, seg["method"], r, seed) for r in values[1:]]
-        if seg["compare_at_max"]:
-            cells += [("replace", m, values[-1], seed) for m in cgan_methods(config) if m != seg["method"]]
-    return cells
+    """(mode, method, ratio, seed) of every U-Net cell (the workflow's list)."""
+    return unet_study_cells(config["ablation"]["segmentation"], cgan_methods(config))
 
 
 def describe_cells(cells: Sequence[tuple[str, str, float, int]], method: str) -> str:

@@ -153,3 +153,18 @@ def test_intervals_stay_inside_the_metric_range():
     wide = summarise_seeds({0: _frame(np.array([0.99, 0.97, 0.99, 0.98])), 1: _frame(np.array([0.6, 0.7, 0.65, 0.62]))})
     row = wide.iloc[0]
     assert 0.0 <= row["seed_low"] <= row["fold_low"] and row["fold_high"] <= row["seed_high"] == 1.0
+
+
+def test_unet_study_cells_per_seed_real_modes_and_compared_methods():
+    from lungsynth.ablation import study_ratios, unet_study_cells
+
+    seg = {"max_ratio": 0.5, "step": 0.1, "seeds": [0, 1, 2], "modes": ["replace", "add"], "method": "globallocal",
+           "compare_at_max": True}
+    methods = ["globallocal", "pix2pix", "pix2pixhd", "spade", "sean", "no_desum"]
+    cells = unet_study_cells(seg, methods)
+    assert study_ratios(seg) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    assert len(cells) == 3 * (1 + 2 * 5 + 5)  # paper layout: real only, 2 modes x 5 shares, 5 others at 50%
+    assert cells[:3] == [("real", "none", 0.0, 0), ("replace", "globallocal", 0.1, 0), ("replace", "globallocal", 0.2, 0)]
+    assert ("replace", "sean", 0.5, 2) in cells and ("add", "sean", 0.5, 2) not in cells
+    assert len(unet_study_cells({**seg, "compare_at_max": False}, methods)) == 3 * 11
+

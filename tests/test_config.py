@@ -1,14 +1,11 @@
 """Config schema: defaults, descriptions, and errors that name the key."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from lungsynth.config import load_config, load_schema, train_settings, validate_config
 from lungsynth.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
+from wfutil import REPO
 
 
 def _walk(schema, path="", defs=None):

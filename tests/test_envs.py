@@ -7,12 +7,11 @@ drifting away from ``requirements/cpu.txt``, which CI does install and test.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
+from wfutil import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 
 

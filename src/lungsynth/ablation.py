@@ -33,6 +33,30 @@ def ratios(max_ratio: float = 0.5, step: float = 0.1) -> list[float]:
     return [round(i * step, 6) for i in range(n + 1)]
 
 
+def study_ratios(section: dict) -> list[float]:
+    """The shares of an ablation study section (``max_ratio``, ``step``), rounded to 2 decimals as in cell paths."""
+    return [float(f"{r:.2f}") for r in ratios(section["max_ratio"], section["step"])]
+
+
+def unet_study_cells(segmentation: dict, methods: list[str]) -> list[tuple[str, str, float, int]]:
+    """``(mode, method, ratio, seed)`` of every U-Net-study cell (one Snakemake job each).
+
+    Per seed of ``segmentation`` (the ``ablation.segmentation`` section): the real-only cell
+    ``("real", "none", 0.0, seed)``, each mode at each share above 0 with the study's method, and with
+    ``compare_at_max`` every other of ``methods`` (the configured cGAN methods and variants) replacing
+    at the largest share.
+    """
+    values = study_ratios(segmentation)
+    cells = []
+    for seed in segmentation["seeds"]:
+        cells.append(("real", "none", 0.0, seed))
+        for mode in segmentation["modes"]:
+            cells += [(mode, segmentation["method"], r, seed) for r in values[1:]]
+        if segmentation["compare_at_max"]:
+            cells += [("replace", m, values[-1], seed) for m in methods if m != segmentation["method"]]
+    return cells
+
+
 def _synthetic_count(n_real: int, n_synthetic: int, ratio: float, action: str) -> int:
     """``round(ratio * n_real)``, checked against the share's range and the synthetic items available."""
     if not 0 <= ratio <= 1:

@@ -61,3 +61,8 @@ def method_steps(spec: dict) -> tuple[str, ...]:
     if spec["family"] == "globallocal" and spec["n_local"] >= 1:
         return ("global", "local", "joint")
     return ("full",)
+
+
+def configured_methods(cgan: dict) -> list[str]:
+    """Methods then Table V variants (not already a method) of a ``cgan`` config section, in table order."""
+    return list(cgan["methods"]) + [v for v in cgan["variants"] if v not in cgan["methods"]]

@@ -126,9 +126,9 @@ def cgan_dataset():
 
 def cgan_methods():
     """Methods and Table V variants of the conditional-GAN branch, in table order."""
-    return list(config["cgan"]["methods"]) + [
-        v for v in config["cgan"]["variants"] if v not in config["cgan"]["methods"]
-    ]
+    from lungsynth.cgan_methods import configured_methods
+
+    return configured_methods(config["cgan"])
 
 
 def cgan_model_file(dataset, method, step):
@@ -158,35 +158,20 @@ def cgan_final_model(wildcards):
     )
 
 
-def ratio_values(section):
-    """Shares 0, step, ..., max_ratio of an ablation study, formatted as in the paths (2 decimals)."""
-    from lungsynth.ablation import ratios
-
-    return [f"{r:.2f}" for r in ratios(section["max_ratio"], section["step"])]
-
-
 def unet_cells():
     """Cell folders of the U-Net study, relative to results/<dataset>/ablation/."""
-    seg = config["ablation"]["segmentation"]
-    values = ratio_values(seg)
-    cells = []
-    for seed in seg["seeds"]:
-        cells.append(f"real/none/r0.00/s{seed}")
-        for mode in seg["modes"]:
-            cells += [f"{mode}/{seg['method']}/r{r}/s{seed}" for r in values[1:]]
-        if seg["compare_at_max"]:
-            cells += [
-                f"replace/{m}/r{values[-1]}/s{seed}"
-                for m in cgan_methods()
-                if m != seg["method"]
-            ]
-    return cells
+    from lungsynth.ablation import unet_study_cells
+
+    cells = unet_study_cells(config["ablation"]["segmentation"], cgan_methods())
+    return [f"{mode}/{method}/r{r:.2f}/s{seed}" for mode, method, r, seed in cells]
 
 
 def classifier_cells():
     """Cells ``r<ratio>/s<seed>`` of the classifier study."""
+    from lungsynth.ablation import study_ratios
+
     study = config["ablation"]["classifier"]
-    return [f"r{r}/s{seed}" for r in ratio_values(study) for seed in study["seeds"]]
+    return [f"r{r:.2f}/s{seed}" for r in study_ratios(study) for seed in study["seeds"]]
 
 
 def classifier_cell_reused(cell):
