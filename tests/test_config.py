@@ -77,6 +77,29 @@ def test_defaults_are_filled():
          "lusgan.classes"),
         ({"datasets": {"u": {"format": "phantom_lus", "preprocess": {"size": 96}}}, "lusgan": {"enabled": True, "dataset": "u"}},
          "datasets.u.preprocess.size"),
+        # per-dataset and per-class overrides are held to their top-level twin's rules, named by full path
+        ({"preprocess": {"window": [0, 0]}}, "preprocess.window"),
+        ({"datasets": {"phantom_ct": {"format": "phantom_ct", "preprocess": {"window": [200, -1000]}}}},
+         "datasets.phantom_ct.preprocess.window"),
+        ({"datasets": {"phantom_ct": {"format": "phantom_ct", "preprocess": {"window": [0, 0]}}}},
+         "datasets.phantom_ct.preprocess.window"),
+        ({"datasets": {"phantom_ct": {"format": "phantom_ct", "preprocess": {"window": [-1000, float("nan")]}}}},
+         "datasets.phantom_ct.preprocess.window.1"),
+        ({"datasets": {"phantom_ct": {"format": "phantom_ct", "preprocess": {"size": 8}}}},
+         "datasets.phantom_ct.preprocess.size"),
+        ({"datasets": {"phantom_ct": {"format": "phantom_ct", "preprocess": {"channels": 2}}}},
+         "datasets.phantom_ct.preprocess.channels"),
+        ({"dcgan": {"train": {"crop_scale": [0.9, 0.5]}}}, "dcgan.train.crop_scale"),
+        ({"dcgan": {"per_class": {"covid": {"crop_scale": [0.9, 0.5]}}}}, "dcgan.per_class.covid.crop_scale"),
+        ({"dcgan": {"per_class": {"covid": {"lr": -1.0}}}}, "dcgan.per_class.covid.lr"),
+        ({"dcgan": {"per_class": {"covid": {"lr": float("inf")}}}}, "dcgan.per_class.covid.lr"),
+        ({"datasets": {"u": {"format": "phantom_lus"}}, "lusgan": {"enabled": True, "dataset": "u", "model": {"pack": 4},
+                                                                     "per_class": {"1": {"batch_size": 2}}}},
+         "lusgan.per_class.1.batch_size"),
+        ({"datasets": {"x": {"format": "image_folder", "path": "x", "split_lists": {"train": []}}}},
+         "datasets.x.split_lists.train"),
+        ({"datasets": {"x": {"format": "image_folder", "path": "x", "split_lists": {"tr": "a.txt"}}}},
+         "datasets.x.split_lists"),
     ],
 )
 def test_bad_config_names_the_key(config, key):
@@ -125,3 +148,17 @@ def test_shipped_configs_are_valid_merged_over_the_default_as_snakemake_runs_the
     merged = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     update_config(merged, yaml.safe_load((REPO / path).read_text()))
     validate_config(merged)
+
+
+def test_a_window_override_that_inherits_a_valid_top_level_window_passes():
+    config = validate_config({"datasets": {"phantom_ct": {"format": "phantom_ct", "preprocess": {"size": 64}}},
+                              "preprocess": {"window": [-1000, 400]}})
+    assert config["datasets"]["phantom_ct"]["preprocess"] == {"size": 64}
+
+
+def test_split_lists_take_one_file_or_a_list_as_the_code_does():
+    """The schema admits what lungsynth.splits reads: one list file per split, or several."""
+    for lists in ({"train": "a.txt"}, {"train": ["a.txt", "b.txt"], "test": "c.txt"}):
+        config = validate_config({"datasets": {"x": {"format": "image_folder", "path": "x", "split_lists": lists}},
+                                  "dcgan": {"enabled": False}, "ablation": {"classifier": {"enabled": False}}})
+        assert config["datasets"]["x"]["split_lists"] == lists

@@ -113,12 +113,20 @@ def _check_cross_keys(config: dict) -> None:
             )
         if 0 not in spec["mask_labels"]:
             raise ConfigError(f"config key datasets.{name}.mask_labels: must contain 0 (background)")
+    _check_finite(config, ())
+    _check_preprocess(config["preprocess"], "preprocess")
+    for name, spec in datasets.items():
+        # a per-dataset override obeys the same rules as its top-level twin, and the message names it
+        _check_preprocess(preprocess_settings(config, name), "preprocess", spec.get("preprocess", {}),
+                          f"datasets.{name}.preprocess")
+    for branch in ("dcgan", "lusgan"):
+        _check_train(config, branch, config[branch]["train"], f"{branch}.train")
+        for label, override in config[branch]["per_class"].items():
+            _check_train(config, branch, train_settings(config, label, branch), f"{branch}.train", override,
+                         f"{branch}.per_class.{label}")
     _check_lusgan(config)
     _check_cgan(config)
     _check_ablation(config)
-    low, high = config["preprocess"]["window"]
-    if not low < high:
-        raise ConfigError(f"config key preprocess.window: low {low} must be below high {high}")
 
     dcgan = config["dcgan"]
     if dcgan["enabled"]:
@@ -157,6 +165,52 @@ def _check_cross_keys(config: dict) -> None:
         positive = config["classifier"]["positive_class"]
         if positive not in dcgan["classes"]:
             raise ConfigError(f"config key classifier.positive_class: '{positive}' is not in dcgan.classes")
+
+
+def _check_finite(value: Any, path: tuple) -> None:
+    """Every number in the config is finite (YAML's .nan and .inf pass the schema's range checks)."""
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _check_finite(sub, (*path, key))
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            _check_finite(sub, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {_key(path)}: {value} is not a finite number")
+
+
+def _origin(key: str, base: str, override: dict, override_path: str | None) -> str:
+    """Full path of the key a merged setting came from: the override's where it sets the key, else the base's."""
+    return f"{override_path}.{key}" if override_path is not None and key in override else f"{base}.{key}"
+
+
+def _check_preprocess(settings: dict, base: str, override: dict | None = None, override_path: str | None = None) -> None:
+    """Rules on (merged) preprocess settings that the schema cannot state."""
+    override = override or {}
+    if override_path is not None and not override:
+        return  # nothing overridden: the top-level settings were checked already
+    low, high = settings["window"]
+    if not low < high:
+        key = _origin("window", base, override, override_path)
+        raise ConfigError(f"config key {key}: low {low} must be below high {high} (a reversed window inverts "
+                          "every pixel, an empty one divides by zero)")
+
+
+def _check_train(config: dict, branch: str, settings: dict, base: str, override: dict | None = None,
+                 override_path: str | None = None) -> None:
+    """Rules on (merged) training settings of ``branch`` that the schema cannot state."""
+    override = override or {}
+    if "crop_scale" in settings:
+        low, high = settings["crop_scale"]
+        if not low <= high:
+            raise ConfigError(f"config key {_origin('crop_scale', base, override, override_path)}: min {low} must "
+                              f"not exceed max {high}")
+    if branch == "lusgan":
+        pack = config["lusgan"]["model"]["pack"]
+        if settings["batch_size"] < pack:
+            raise ConfigError(f"config key {_origin('batch_size', base, override, override_path)}: "
+                              f"{settings['batch_size']} is fewer than lusgan.model.pack = {pack} (batches are "
+                              "trimmed to a multiple of pack)")
 
 
 def _check_lusgan(config: dict) -> None:
