@@ -29,3 +29,42 @@ def test_no_warning_when_generated_negatives_look_negative():
 def test_share_table_formats_percentages():
     table = share_summary_table(_summary(0.4, 0.8, 0.1, 0.2))
     assert table.iloc[0]["mean share of sets [CI]"] == "40.0% [30.0%, 50.0%]"
+
+
+def _files(tmp_path):
+    rows = [
+        ("patient01_a.mat", "lus_mat", 40, 40, ".mat variable 'video' uint8 H x W x 3 x N: RGB frames", "video", "HWCN", ""),
+        ("patient02_a.mat", "lus_mat", 30, 30, ".mat variable 'frames' uint8 H x W x N: gray frames", "frames", "HWN", ""),
+        ("patient03_a.mat", "lus_mat", 20, 20, ".mat variable 'video' uint8 H x W x 3 x N: RGB frames", "video", "HWCN", ""),
+        ("patient04_a.mat", "lus_mat", 1, 1, ".mat variable 'img' uint8 H x W x 3: one RGB frame (auto rule; mat_layout: "
+         "HWN reads it as 3 gray frames)", "img", "HWC", "auto rule"),
+    ]
+    from lungsynth.ingest import FILES_COLUMNS
+
+    path = tmp_path / "files.csv"
+    pd.DataFrame(rows, columns=list(FILES_COLUMNS)).to_csv(path, index=False)
+    return path
+
+
+def test_reading_table_counts_each_reading_with_an_example(tmp_path):
+    from lungsynth.ingest import read_files
+    from lungsynth.report import reading_table
+
+    table, notes = reading_table(read_files(_files(tmp_path)))
+    assert table.to_dict("records")[0] == {"reading": ".mat variable 'video' uint8 H x W x 3 x N: RGB frames",
+                                           "format": "lus_mat", "files": 2, "slices": 60,
+                                           "example file": "patient01_a.mat"}
+    assert table["files"].tolist() == [2, 1, 1]
+    assert len(notes) == 1 and notes[0].startswith("1 .mat file(s) hold an H x W x 3 array, read as one RGB frame "
+                                                   "by the auto rule (e.g. patient04_a.mat)")
+    assert "mat_layout: HWN" in notes[0]
+
+
+def test_report_section_shows_how_files_were_read(tmp_path):
+    from lungsynth.report import _reading_section
+
+    html = "".join(_reading_section(_files(tmp_path)))
+    assert "How the 4 source file(s) were read" in html
+    assert "<td>.mat variable &#x27;frames&#x27; uint8 H x W x N: gray frames</td>" in html
+    assert "<p class='warn'>1 .mat file(s) hold an H x W x 3 array" in html
+    assert _reading_section(None) == []

@@ -95,9 +95,10 @@ def test_configured_variable(tmp_path: Path) -> None:
     _write_mat(tmp_path / "patient07_exam1_area01.mat", _clip(3), "frames", extra={"overlay": big})
     _scores(tmp_path, {"patient07_exam1_area01.mat": 1})
     assert len(scan_lus_mat(tmp_path)[0]) == 9  # the largest video-shaped array by default
-    records, _ = scan_lus_mat(tmp_path, variable="frames")
+    # 24x20x3 is one RGB frame by the auto rule; this clip is 3 gray frames, so say so (mat_layout)
+    records, _ = scan_lus_mat(tmp_path, variable="frames", mat_layout="HWN")
     assert len(records) == 3
-    assert load_frame(tmp_path, records[2], variable="frames")[0, 0, 0] == 25
+    assert load_frame(tmp_path, records[2], variable="frames", mat_layout="HWN")[0, 0, 0] == 25
     with pytest.raises(InputDataError, match="variable 'cine' not found.*frames 24x20x3"):
         scan_lus_mat(tmp_path, variable="cine")
 

@@ -17,7 +17,7 @@ import torch
 from skimage.transform import resize
 
 from .errors import InputDataError
-from .ingest import read_manifest
+from .ingest import mat_reload_options, read_manifest
 from .io_utils import torch_save, write_json
 from .readers import load_image
 from .runlog import progress_bar
@@ -112,10 +112,17 @@ def preprocess_dataset(
     check_no_leakage(manifest)
     classes = sorted(manifest["class"].unique())
     out_dir = Path(out_dir)
+    mat_options = mat_reload_options(manifest_path, manifest)  # .mat clips: the array and layout the scan read (files.csv)
     arrays = []
     for _, row in progress_bar(manifest.iterrows(), total=len(manifest), desc="preprocess", unit="slice",
                                disable=not progress):
-        image = load_image(root, row)
+        options = mat_options.get(row["source"]) if row["format"] == "lus_mat" else None
+        if options:
+            from .ultrasound import load_frame
+
+            image = load_frame(root, row, **options)
+        else:
+            image = load_image(root, row)
         arrays.append(preprocess_slice(image, row["unit"], window=window, normalise_8bit=normalise_8bit,
                                        channels=channels, size=size, crop_sector=crop_sector))
     stacked = torch.from_numpy(np.stack(arrays))

@@ -8,7 +8,9 @@ and returns ``(records, skipped)``:
   :data:`RECORD_COLUMNS` (all of :data:`MANIFEST_COLUMNS` except ``split``,
   which :func:`lungsynth.splits.assign_splits` fills);
 * ``skipped``: ``{"path", "problem"}`` dicts for the bad files left out when
-  ``on_bad_file="skip"`` (paths relative to the dataset root, POSIX).
+  ``on_bad_file="skip"`` (paths relative to the dataset root, POSIX), plus
+  ``"class"`` where the reader knows the class the file would have had (so
+  that a split made impossible by skipping can say so).
 
 With ``on_bad_file="error"`` the first bad file raises
 :class:`~lungsynth.errors.InputDataError` naming it. Some problems are never
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from lungsynth.errors import ConfigError, InputDataError
-from lungsynth.volumes import nifti_to_stack
+from lungsynth.volumes import AFFINE_LINEAR_TOL, AFFINE_TRANSLATION_TOL_MM, grid_mismatch, nifti_to_stack_and_affine
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ class _BadFiles:
         self.root = root
         self.mode = on_bad_file
         self.skipped: list[Skipped] = []
+        self.cls: str | None = None  # class of the files being scanned, recorded with each skipped file
 
     def report(self, err: InputDataError, also: str | None = None) -> None:
         """Raise ``err`` or record it; ``also`` names a paired file dropped with it."""
@@ -96,7 +99,10 @@ class _BadFiles:
         # the report holds paths relative to the dataset root only, on one line
         problem = " ".join(problem.replace(f"{self.root.as_posix()}/", "").split())
         rel = _rel(self.root, err.path)
-        self.skipped.append({"path": rel, "problem": problem})
+        entry = {"path": rel, "problem": problem}
+        if self.cls is not None:
+            entry["class"] = self.cls
+        self.skipped.append(entry)
         logger.warning("skipping %s: %s", rel, problem)
 
 
@@ -108,16 +114,160 @@ def _rel(root: Path, path: str | Path) -> str:
         return Path(path).as_posix()
 
 
-def _list_files(folder: Path, suffixes: Iterable[str]) -> list[Path]:
-    """Files below ``folder`` (recursive, symlinks followed, hidden entries ignored), sorted."""
-    wanted = {s.lower() for s in suffixes}
+def _is_within(path: str, base: str) -> bool:
+    """Whether resolved ``path`` is ``base`` or lies below it (both resolved)."""
+    try:
+        return os.path.commonpath([path, base]) == base
+    except ValueError:  # different drives
+        return False
+
+
+def _list_files(
+    folder: Path,
+    suffixes: Iterable[str] | None,
+    *,
+    root: str | Path | None = None,
+    follow_links_outside: bool = False,
+    recursive: bool = True,
+    seen: dict[tuple[int, int], Path] | None = None,
+) -> list[Path]:
+    """Files below ``folder`` with one of ``suffixes`` (any case; ``None`` = every file), sorted by path.
+
+    Hidden entries (names starting with ``.``) are ignored. Paths are returned
+    under ``folder`` as given; only the checks use resolved paths, so a
+    dataset ``root`` that is itself a symlink, or lies below one, works.
+
+    Symbolic links (``root`` defaults to ``folder``; both are resolved first;
+    ``folder`` itself is always listed, even when it is a link out of ``root``,
+    since the config names it):
+
+    * a link whose resolved target lies inside ``root`` is never followed,
+      whether it points at a folder or a file: the target is part of the
+      dataset and is read under its own path (if it lies in a scanned folder),
+      never a second time under another name or another class. This is what
+      makes a loop such as ``CT_COVID/loop -> ..`` harmless;
+    * a link out of ``root`` is followed only with ``follow_links_outside``;
+      every folder is then entered at most once (by resolved path), so link
+      loops end;
+    * a broken link with a wanted suffix is returned, so that the reader
+      reports it as a bad file (a file that should be there and is not).
+
+    Every link or folder left out is logged (warning) with the reason. One
+    file reached under two paths (hard links, or two links out of the dataset
+    to one file) is returned once, under the first path in sorted order
+    (logged). ``seen`` (file identity ``(st_dev, st_ino)`` -> path), shared
+    by the calls of one scan, makes a file already returned by an earlier
+    call an :class:`InputDataError` naming both paths (one file in two
+    classes). An unreadable folder is an :class:`InputDataError`.
+    """
+    wanted = None if suffixes is None else {s.lower() for s in suffixes}
+    folder = Path(folder)
+    base = Path(root) if root is not None else folder
+    root_real = os.path.realpath(base)
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in wanted:
-                found.append(Path(dirpath) / name)
-    return sorted(found, key=lambda p: p.as_posix())
+    left_out: dict[str, list[str]] = {}
+
+    def leave_out(reason: str, path: Path, target: str) -> None:
+        left_out.setdefault(reason, []).append(f"{_rel(base, path)} -> {target}")
+
+    def is_wanted(name: str) -> bool:
+        return wanted is None or Path(name).suffix.lower() in wanted
+
+    if not folder.is_dir():
+        return []
+    visited = {os.path.realpath(folder)}
+    pending = [folder]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise InputDataError(directory, f"cannot list folder ({exc.strerror or exc})",
+                                 "make the folder readable or remove it") from exc
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = directory / entry.name
+            if entry.is_symlink():
+                target = os.path.realpath(path)
+                if os.path.isfile(target) and not is_wanted(entry.name):
+                    continue  # a file link the reader would not read anyway
+                if not os.path.exists(target):
+                    if is_wanted(entry.name):
+                        found.append(path)  # the reader reports the broken link
+                    else:
+                        leave_out("broken symbolic link(s)", path, os.readlink(path))
+                elif _is_within(target, root_real):
+                    inner = _rel(Path(root_real), target)
+                    leave_out("symbolic link(s) into the dataset (never followed: their targets are read under "
+                              "their own paths, not twice)", path, "the dataset root" if inner == "." else inner)
+                elif not follow_links_outside:
+                    leave_out("symbolic link(s) out of the dataset (set follow_links_outside: true to follow "
+                              "them)", path, target)
+                elif os.path.isdir(target):
+                    if not recursive:
+                        continue
+                    if target in visited:
+                        leave_out("symbolic link(s) to folders already listed (link loop)", path, target)
+                    else:
+                        visited.add(target)
+                        subfolders.append(path)
+                else:
+                    found.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                if recursive:
+                    real = os.path.realpath(path)
+                    if real not in visited:
+                        visited.add(real)
+                        subfolders.append(path)
+            elif is_wanted(entry.name):
+                found.append(path)
+        pending.extend(reversed(subfolders))
+    for reason, examples in left_out.items():
+        logger.warning("%s: left out %d %s, e.g. %s", _rel(base, folder) if folder != base else folder,
+                       len(examples), reason, "; ".join(examples[:3]))
+    found.sort(key=lambda p: p.as_posix())
+    unique: list[Path] = []
+    mine: dict[tuple[int, int], Path] = {}
+    for path in found:
+        try:
+            st = path.stat()
+        except OSError:  # broken link or vanished file: the reader reports it
+            unique.append(path)
+            continue
+        key = (st.st_dev, st.st_ino)
+        if seen is not None and key in seen and key not in mine:
+            raise InputDataError(
+                path, f"is the same file as {_rel(base, seen[key])} (a hard or symbolic link, or overlapping "
+                "folders), which an earlier class already holds; one file cannot be in two classes",
+                "remove the link or the copy, or fix the class folders in the config",
+            )
+        if key in mine:
+            logger.warning("%s is the same file as %s (hard or symbolic link): read once, as the latter",
+                           _rel(base, path), _rel(base, mine[key]))
+            continue
+        mine[key] = path
+        unique.append(path)
+    if seen is not None:
+        seen.update(mine)
+    return unique
+
+
+def _check_file(path: Path) -> None:
+    """Raise :class:`InputDataError` for a missing file, a broken link or an empty (0-byte) file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        if path.is_symlink():
+            raise InputDataError(path, f"broken symbolic link (its target {os.readlink(path)} does not exist)",
+                                 "fix or remove the link") from exc
+        raise InputDataError(path, "file not found", "restore the file or re-run the ingest step") from exc
+    except OSError as exc:
+        raise InputDataError(path, f"cannot read file ({exc.strerror or exc})", "make the file readable") from exc
+    if size == 0:
+        raise InputDataError(path, "file is empty (0 bytes)", _CORRUPT_FIX)
 
 
 def _strip_suffix(rel: PurePosixPath | Path) -> str:
@@ -226,6 +376,7 @@ def _open_pil(path: Path):
     """Open and fully decode an image with PIL; raise InputDataError when it cannot."""
     from PIL import Image
 
+    _check_file(path)
     im = None
     try:
         im = Image.open(path)
@@ -293,6 +444,7 @@ def scan_image_folder(
     *,
     patient_regex: str | None = None,
     on_bad_file: str = "error",
+    follow_links_outside: bool = False,
 ) -> tuple[list[Record], list[Skipped]]:
     """Scan class subfolders of 2-D images (COVID-CT layout).
 
@@ -301,16 +453,20 @@ def scan_image_folder(
     the class folder without suffix, sanitised; ``patient`` is the
     ``patient_regex`` group ``patient`` searched in the file stem, else the
     file's own path within the class folder without suffix (its stem for flat
-    folders). Unit ``8bit``, slice 0, no masks.
+    folders). Unit ``8bit``, slice 0, no masks. Symbolic links as in
+    :func:`_list_files` (links into the dataset are not followed, links out
+    of it only with ``follow_links_outside``; a file in two classes is an error).
     """
     root = Path(root)
     classes = _check_classes(classes)
     pattern = _compile_patient_regex(patient_regex)
     bad = _BadFiles(root, on_bad_file)
     records: list[Record] = []
+    seen: dict[tuple[int, int], Path] = {}
     for cls, sub in classes.items():
         folder = _class_folder(root, cls, sub)
-        files = _list_files(folder, IMAGE_SUFFIXES)
+        bad.cls = cls
+        files = _list_files(folder, IMAGE_SUFFIXES, root=root, follow_links_outside=follow_links_outside, seen=seen)
         if not files:
             raise _empty_class(cls, folder, f"has no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
         n_before = len(records)
@@ -340,6 +496,7 @@ def scan_paired_folder(
     patient_regex: str | None = None,
     mask_labels: Iterable[int] | None = DEFAULT_MASK_LABELS,
     on_bad_file: str = "error",
+    follow_links_outside: bool = False,
 ) -> tuple[list[Record], list[Skipped]]:
     """Scan images with same-stem label masks (COVID-SemiSeg layout ``Imgs/`` + ``GT/``).
 
@@ -347,7 +504,8 @@ def scan_paired_folder(
     ``masks``; masks are palette/grayscale images whose values are label indices
     in ``mask_labels`` and whose size equals the image's. All slices get
     ``default_class``; ``id`` and ``patient`` as in :func:`scan_image_folder`.
-    Masks without an image are ignored (logged).
+    Masks without an image are ignored (logged). Symbolic links as in
+    :func:`_list_files`.
     """
     root = Path(root)
     pattern = _compile_patient_regex(patient_regex)
@@ -355,14 +513,16 @@ def scan_paired_folder(
     if not isinstance(default_class, str) or not default_class:
         raise ConfigError(f"default_class must be a non-empty class name, got {default_class!r}")
     bad = _BadFiles(root, on_bad_file)
+    bad.cls = default_class
+    links = {"root": root, "follow_links_outside": follow_links_outside}
     image_dir = _class_folder(root, default_class, images)
     mask_dir = root / masks
     if not mask_dir.is_dir():
         raise InputDataError(mask_dir, "mask folder is missing", f"add the masks or set paired.masks (now {masks!r})")
     mask_index: dict[str, list[Path]] = {}
-    for path in _list_files(mask_dir, IMAGE_SUFFIXES):
+    for path in _list_files(mask_dir, IMAGE_SUFFIXES, **links):
         mask_index.setdefault(_strip_suffix(path.relative_to(mask_dir)), []).append(path)
-    files = _list_files(image_dir, IMAGE_SUFFIXES)
+    files = _list_files(image_dir, IMAGE_SUFFIXES, **links)
     if not files:
         raise _empty_class(default_class, image_dir, "has no image files")
     records: list[Record] = []
@@ -410,16 +570,79 @@ def scan_paired_folder(
 # --------------------------------------------------------------------------- DICOM
 
 
+def _has_dicm_marker(path: Path) -> bool:
+    """Whether bytes 128..131 of ``path`` are ``DICM`` (the DICOM file preamble is 128 bytes)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _sop_class_name(ds: Any) -> str:
+    """Name of the dataset's SOP class (from the dataset, else its file meta); '' when unknown."""
+    uid = ds.get("SOPClassUID", None) or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    if not uid:
+        return ""
+    try:
+        return str(uid.name)
+    except AttributeError:
+        return str(uid)
+
+
+def _transfer_syntax(ds: Any) -> tuple[str, bool | None]:
+    """``(name, compressed)`` of a dataset's transfer syntax; ``compressed`` is None when unknown."""
+    uid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if uid is None:
+        return "Implicit VR Little Endian (no file meta)", False
+    try:
+        return f"{uid.name} ({uid})", bool(uid.is_compressed)
+    except (AttributeError, ValueError):  # private or unknown UID
+        return str(uid), None
+
+
+def _short_pixel_data(ds: Any) -> str | None:
+    """For uncompressed pixel data: what is wrong when it is shorter than the header's rows x columns x bits."""
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        got = len(ds.PixelData)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    n_values = rows * cols * samples * frames
+    if bits == 1:
+        expected = (n_values + 7) // 8
+    elif bits > 0 and bits % 8 == 0:
+        expected = n_values * bits // 8
+    else:
+        return None
+    if got >= expected:
+        return None
+    return (f"DICOM file is truncated: its pixel data has {got} bytes, but {rows} rows x {cols} columns x "
+            f"{bits} bits need {expected} bytes")
+
+
 def _read_dicom(path: Path) -> tuple[Any, np.ndarray]:
     """Parse one single-frame grayscale DICOM -> ``(dataset, HU float32 (H, W))``."""
     import pydicom
 
+    _check_file(path)
     try:
         ds = pydicom.dcmread(path)
     except Exception as exc:  # InvalidDicomError, EOFError, OSError, struct/value errors on truncation
         raise InputDataError(path, f"cannot parse DICOM ({type(exc).__name__}: {exc})", _CORRUPT_FIX) from exc
     if "PixelData" not in ds:
-        raise InputDataError(path, "DICOM file has no pixel data (truncated, or not an image)",
+        sop = _sop_class_name(ds)
+        if len(ds) == 0:  # pydicom stops quietly at the end of a cut-off file
+            raise InputDataError(path, f"DICOM file is truncated: it ends within its header ({path.stat().st_size} "
+                                 "bytes, no data elements after the file meta information)", _CORRUPT_FIX)
+        if "Image Storage" in sop or ("Rows" in ds and "Columns" in ds):  # an image whose pixel data was cut off
+            raise InputDataError(path, f"DICOM file is truncated: it is an image ({sop or 'Rows, Columns'}) but "
+                                 f"ends before its pixel data ({path.stat().st_size} bytes)", _CORRUPT_FIX)
+        raise InputDataError(path, f"DICOM file has no pixel data (not an image{': ' + sop if sop else ''})",
                              "re-export the file or remove non-image files from the series folder")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
@@ -427,11 +650,21 @@ def _read_dicom(path: Path) -> tuple[Any, np.ndarray]:
                              "export the series as one single-frame file per slice")
     if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
         raise InputDataError(path, "DICOM is not grayscale (SamplesPerPixel != 1)", "use CT images")
+    syntax, compressed = _transfer_syntax(ds)
+    if compressed is False:
+        short = _short_pixel_data(ds)
+        if short is not None:
+            raise InputDataError(path, short, _CORRUPT_FIX)
     try:
         pixels = ds.pixel_array
-    except Exception as exc:  # short pixel data, unsupported transfer syntax without a decoder, ...
-        raise InputDataError(path, f"cannot decode DICOM pixel data ({type(exc).__name__}: {exc})",
-                             _CORRUPT_FIX + " (compressed files may need pylibjpeg or gdcm)") from exc
+    except Exception as exc:  # damaged data, unsupported transfer syntax without a decoder, ...
+        problem = f"cannot decode DICOM pixel data ({type(exc).__name__}: {exc}); transfer syntax {syntax}"
+        fix = _CORRUPT_FIX
+        if compressed:
+            problem += " is compressed"
+            fix = ("install a decoder for it (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg, or "
+                   "python-gdcm), or re-export the series uncompressed; if a decoder is installed, " + _CORRUPT_FIX)
+        raise InputDataError(path, problem, fix) from exc
     if pixels.ndim != 2:
         raise InputDataError(path, f"DICOM pixel data has shape {pixels.shape}; expected 2-D", "use CT slices")
     slope = ds.get("RescaleSlope", None)
@@ -471,8 +704,17 @@ def scan_dicom(
     classes: Mapping[str, str],
     *,
     on_bad_file: str = "error",
+    follow_links_outside: bool = False,
 ) -> tuple[list[Record], list[Skipped]]:
-    """Scan class subfolders of DICOM CT series (``*.dcm`` / ``*.DCM``, recursive).
+    """Scan class subfolders of DICOM CT series (recursive).
+
+    A DICOM file is recognised by its content, whatever its name (PACS exports
+    use ``IM0000`` or UID names without a suffix): every non-hidden file whose
+    bytes 128..131 are ``DICM`` (after the 128-byte preamble), and every file
+    named ``*.dcm`` (any case) even without the marker (it is then parsed and,
+    if it is not DICOM, reported as a bad file). Other files (and ``DICOMDIR``
+    index files) are ignored and counted in the log; a broken symbolic link is
+    a bad file. Symbolic links as in :func:`_list_files`.
 
     Files are grouped into series by SeriesInstanceUID (else by folder) and
     ranked along the slice normal from ImageOrientationPatient /
@@ -492,11 +734,23 @@ def scan_dicom(
     bad = _BadFiles(root, on_bad_file)
     records: list[Record] = []
     identifying_paths = 0
+    seen: dict[tuple[int, int], Path] = {}
     for cls, sub in classes.items():
         folder = _class_folder(root, cls, sub)
-        files = _list_files(folder, DICOM_SUFFIXES)
+        bad.cls = cls
+        listed = _list_files(folder, None, root=root, follow_links_outside=follow_links_outside, seen=seen)
+        files = _dicom_files(listed, root, folder)
+        if not listed:
+            raise _empty_class(cls, folder, "has no DICOM files (the folder holds no files)")
         if not files:
-            raise _empty_class(cls, folder, "has no DICOM files (*.dcm)")
+            examples = ", ".join(_rel(root, p) for p in listed[:3])
+            raise InputDataError(
+                folder,
+                f"class {cls!r} has {len(listed)} files, none is DICOM (no 'DICM' marker after the 128-byte "
+                f"preamble, no .dcm suffix), e.g. {examples}",
+                "put the class's DICOM series in this folder (files named *.dcm are always tried), point the "
+                "class at the right folder, or remove the class from the config",
+            )
         series: dict[str, list[dict[str, Any]]] = {}
         for path in files:
             try:
@@ -548,6 +802,26 @@ def scan_dicom(
     return records, bad.skipped
 
 
+def _dicom_files(listed: list[Path], root: Path, folder: Path) -> list[Path]:
+    """The DICOM candidates of a class folder's files (see :func:`scan_dicom`); logs what it ignores."""
+    files: list[Path] = []
+    ignored: list[Path] = []
+    for path in listed:
+        if path.name.upper() == "DICOMDIR":
+            logger.info("%s: DICOMDIR index file ignored (the series files are read directly)", _rel(root, path))
+        elif path.suffix.lower() in DICOM_SUFFIXES or _has_dicm_marker(path) or not path.exists():
+            files.append(path)  # a broken link is reported by _read_dicom
+        else:
+            ignored.append(path)
+    if ignored:
+        empty = sum(1 for p in ignored if p.stat().st_size == 0)
+        logger.warning("%s: ignored %d files that are not DICOM (no 'DICM' marker after the 128-byte preamble, "
+                       "no .dcm suffix)%s, e.g. %s", _rel(root, folder), len(ignored),
+                       f", {empty} of them empty (0 bytes)" if empty else "",
+                       ", ".join(_rel(root, p) for p in ignored[:3]))
+    return files
+
+
 def _path_names_identity(relative_path: str, identity: str) -> bool:
     """Whether a file path relative to the dataset root contains the patient identifier (3+ characters)."""
     if len(identity) < 3:
@@ -589,14 +863,17 @@ def _nifti_case(name: str) -> str | None:
     return None
 
 
-def _nifti_index(folder: Path) -> dict[str, Path]:
-    """Case name -> NIfTI file in ``folder`` (not recursive); an ambiguous case is an error."""
+def _nifti_index(folder: Path, root: Path | None = None, follow_links_outside: bool = False) -> dict[str, Path]:
+    """Case name -> NIfTI file in ``folder`` (not recursive; links as in :func:`_list_files`).
+
+    An ambiguous case is an error.
+    """
     index: dict[str, Path] = {}
     if not folder.is_dir():
         return index
-    for path in sorted(folder.iterdir()):
+    for path in _list_files(folder, None, root=root, follow_links_outside=follow_links_outside, recursive=False):
         case = _nifti_case(path.name)
-        if case is None or path.name.startswith(".") or not path.is_file():
+        if case is None or (path.exists() and not path.is_file()):
             continue
         if case in index:
             raise InputDataError(path, f"case {case!r} has two files: {index[case].name} and {path.name}",
@@ -607,13 +884,26 @@ def _nifti_index(folder: Path) -> dict[str, Path]:
 
 def _read_nifti(path: Path) -> np.ndarray:
     """Read a whole NIfTI volume -> display-oriented ``(S, H, W)`` stack (stored dtype)."""
+    return _read_nifti_grid(path)[0]
+
+
+def _read_nifti_grid(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Read a NIfTI volume -> ``(stack, canonical affine, stored orientation e.g. 'LPS')``.
+
+    Scan and reload (:func:`load_image`, :func:`load_mask`) both go through
+    :func:`lungsynth.volumes.nifti_to_stack_and_affine`, so they read the same
+    canonical orientation.
+    """
     import nibabel as nib
 
+    _check_file(path)
     try:
-        stack = nifti_to_stack(nib.load(path))
+        image = nib.load(path)
+        stack, affine = nifti_to_stack_and_affine(image)
+        codes = "".join(str(c) for c in nib.aff2axcodes(image.affine))
     except Exception as exc:  # truncated gzip (EOFError, zlib.error), short data, not a 3-D image, ...
         raise InputDataError(path, f"cannot read NIfTI volume ({type(exc).__name__}: {exc})", _CORRUPT_FIX) from exc
-    return stack
+    return stack, affine, codes
 
 
 def _read_labels_csv(path: Path) -> dict[str, str]:
@@ -651,6 +941,7 @@ def scan_nifti(
     default_class: str | None = None,
     mask_labels: Iterable[int] | None = DEFAULT_MASK_LABELS,
     on_bad_file: str = "error",
+    follow_links_outside: bool = False,
 ) -> tuple[list[Record], list[Skipped]]:
     """Scan NIfTI CT volumes (HU) ``images/<case>.nii[.gz]`` with optional same-case masks.
 
@@ -658,7 +949,12 @@ def scan_nifti(
     (:func:`lungsynth.volumes.nifti_to_stack`): ``slice`` = stack index
     (0 = most inferior), ``patient`` = case, ``id`` = ``<case>_s<slice:03d>``.
     Mask folders may be absent; a case without a mask file gets ``''`` (logged).
-    Masks must have the volume's shape; infection masks hold values in
+    Masks must lie on the volume's voxel grid: after both are brought to
+    canonical RAS+ voxel order their shapes must be equal and their affines
+    agree within 1e-3 mm in the origin and 1e-4 in spacing and direction
+    cosines (:func:`lungsynth.volumes.grid_mismatch`), so a mask stored in
+    another voxel order with a matching affine loads aligned and a mirrored
+    or shifted header is an error naming both files. Infection masks hold values in
     ``mask_labels``, lung masks any integer 0..255 (nonzero = lung). Class from
     ``labels_csv`` (columns patient,class; relative to ``root``; a case missing
     from it is an error) or ``default_class``.
@@ -673,11 +969,12 @@ def scan_nifti(
     image_dir = root / images
     if not image_dir.is_dir():
         raise InputDataError(image_dir, "NIfTI image folder is missing", "add the volumes or set nifti.images")
-    volumes = _nifti_index(image_dir)
+    links = {"root": root, "follow_links_outside": follow_links_outside}
+    volumes = _nifti_index(image_dir, **links)
     if not volumes:
         raise InputDataError(image_dir, "no NIfTI volumes (*.nii, *.nii.gz)", EMPTY_CLASS_FIX)
     mask_dirs = {"mask": (root / infection_masks, allowed), "lung_mask": (root / lung_masks, None)}
-    mask_index = {col: _nifti_index(folder) for col, (folder, _) in mask_dirs.items()}
+    mask_index = {col: _nifti_index(folder, **links) for col, (folder, _) in mask_dirs.items()}
     case_class: dict[str, str] = {}
     for case in volumes:
         if labels is None:
@@ -694,8 +991,9 @@ def scan_nifti(
     records: list[Record] = []
     no_mask: Counter[str] = Counter()
     for case, path in volumes.items():
+        bad.cls = case_class[case]
         try:
-            stack = _read_nifti(path)
+            stack, affine, codes = _read_nifti_grid(path)
         except InputDataError as err:
             bad.report(err)
             continue
@@ -710,11 +1008,21 @@ def scan_nifti(
                     no_mask[col] += 1
                     masks[col] = ""
                     continue
-                mask = _read_nifti(mask_path)
+                mask, mask_affine, mask_codes = _read_nifti_grid(mask_path)
                 if mask.shape != stack.shape:
                     raise InputDataError(mask_path, f"mask shape {mask.shape} differs from volume {_rel(root, path)} "
                                          f"shape {stack.shape} (slices, rows, columns)",
                                          "resample the mask to the volume grid or fix the case name")
+                mismatch = grid_mismatch(mask_affine, affine)
+                if mismatch is not None:
+                    raise InputDataError(
+                        mask_path,
+                        f"mask header does not match its image {_rel(root, path)}: mask stored as {mask_codes}, "
+                        f"image as {codes}; after reorienting both to RAS+: {mismatch} (mask vs image; tolerance "
+                        f"{AFFINE_TRANSLATION_TOL_MM:g} mm origin, {AFFINE_LINEAR_TOL:g} spacing/directions)",
+                        "resample/reorient the mask onto the image grid, or fix its header (affine) if only the "
+                        "header is wrong",
+                    )
                 _labels_to_uint8(mask, mask_path, col_allowed)
                 masks[col] = _rel(root, mask_path)
                 del mask
@@ -732,7 +1040,9 @@ def scan_nifti(
             logger.warning("%d of %d volumes have no file in %s/", n, len(volumes), mask_dirs[col][0].name)
     present = {r["class"] for r in records}
     for cls in sorted(set(case_class.values()) - present):
-        raise InputDataError(image_dir, f"class {cls!r} has no readable volumes", EMPTY_CLASS_FIX)
+        n_bad = sum(1 for s in bad.skipped if s.get("class") == cls)  # one entry per skipped case
+        why = f" (all {n_bad} cases of this class were skipped as bad; see the log)" if n_bad else ""
+        raise InputDataError(image_dir, f"class {cls!r} has no readable volumes{why}", EMPTY_CLASS_FIX)
     check_unique_ids(records, root)
     return records, bad.skipped
 
@@ -758,7 +1068,8 @@ def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record
     """Run the reader named by ``spec["format"]`` with the spec's options.
 
     Keys used: ``format``, ``classes``, ``patient_regex``, ``on_bad_file``,
-    ``mask_labels``, ``nifti``, ``paired``, ``labels_csv``, ``default_class``;
+    ``follow_links_outside`` (not for the ultrasound formats yet), ``mask_labels``,
+    ``nifti``, ``paired``, ``labels_csv``, ``default_class``;
     for ``lus_mat``/``lus_video`` (:mod:`lungsynth.ultrasound`) also
     ``scores_csv``, ``variable``, ``path_column``, ``score_column``,
     ``frame_stride``, ``max_frames``, ``scores``, ``split_by``
@@ -770,17 +1081,22 @@ def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record
     on_bad_file = spec.get("on_bad_file") or "error"
     regex = spec.get("patient_regex")
     mask_labels = spec.get("mask_labels")
+    follow = spec.get("follow_links_outside") or False
+    if not isinstance(follow, bool):
+        raise ConfigError(f"follow_links_outside must be true or false, got {follow!r}")
     if fmt == "image_folder":
-        return scan_image_folder(root, spec.get("classes") or {}, patient_regex=regex, on_bad_file=on_bad_file)
+        return scan_image_folder(root, spec.get("classes") or {}, patient_regex=regex, on_bad_file=on_bad_file,
+                                 follow_links_outside=follow)
     if fmt == "dicom":
-        return scan_dicom(root, spec.get("classes") or {}, on_bad_file=on_bad_file)
+        return scan_dicom(root, spec.get("classes") or {}, on_bad_file=on_bad_file, follow_links_outside=follow)
     if fmt == "nifti":
         return scan_nifti(root, **_sub_spec(spec, "nifti", _NIFTI_KEYS), labels_csv=spec.get("labels_csv"),
-                          default_class=spec.get("default_class"), mask_labels=mask_labels, on_bad_file=on_bad_file)
+                          default_class=spec.get("default_class"), mask_labels=mask_labels, on_bad_file=on_bad_file,
+                          follow_links_outside=follow)
     if fmt == "paired_folder":
         return scan_paired_folder(root, **_sub_spec(spec, "paired", _PAIRED_KEYS),
                                   default_class=spec.get("default_class") or "covid", patient_regex=regex,
-                                  mask_labels=mask_labels, on_bad_file=on_bad_file)
+                                  mask_labels=mask_labels, on_bad_file=on_bad_file, follow_links_outside=follow)
     if fmt in ("lus_mat", "lus_video"):
         from lungsynth import ultrasound
 
@@ -791,7 +1107,7 @@ def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record
         }
         if fmt == "lus_mat":
             return ultrasound.scan_lus_mat(root, scores_csv=spec.get("scores_csv") or "scores.csv",
-                                           variable=spec.get("variable"), **common)
+                                           variable=spec.get("variable"), mat_layout=spec.get("mat_layout") or "auto", **common)
         return ultrasound.scan_lus_videos(root, labels_csv=spec.get("labels_csv") or "labels.csv",
                                           path_column=spec.get("path_column") or "path",
                                           score_column=spec.get("score_column") or "lung_severity_score", **common)

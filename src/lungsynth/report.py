@@ -18,7 +18,7 @@ import pandas as pd
 from . import __version__
 from .figures import classifier_history, loss_curves, positive_rate_scatter
 from .generation import image_grid, save_png
-from .ingest import read_manifest
+from .ingest import read_files, read_manifest
 from .io_utils import write_text
 from .preprocess import load_split
 from .report_ablation import AblationReportInputs, ablation_sections
@@ -45,6 +45,7 @@ class ReportInputs:
     dataset: str | None = None
     manifest: Path | None = None
     skipped: Path | None = None
+    files: Path | None = None
     preprocess_summary: Path | None = None
     train_split: Path | None = None
     generated_grids: dict[str, Path] = field(default_factory=dict)
@@ -75,6 +76,7 @@ class LUSReportInputs:
     diversity: Path
     nearest: Path
     values: Path
+    files: Path | None = None
 
 
 def _img(path: Path, alt: str) -> str:
@@ -95,6 +97,45 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
 
 def _pct(value: float) -> str:
     return "n/a" if value != value else f"{100 * value:.1f}%"
+
+
+def reading_table(files: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """How the files were read (``files.csv`` of the ingest step): one row per distinct reading, with notes.
+
+    Rows: reading (``how_read``), format, files, slices in the manifest and an
+    example file, most common reading first. Notes flag the files whose
+    ambiguous layout the auto rule resolved (``H x W x 3`` read as one RGB
+    frame) and those the ``mat_layout`` setting decided.
+    """
+    files = files.astype(str)
+    rows = []
+    for (how, fmt), group in files.groupby(["how_read", "format"], sort=False):
+        rows.append({"reading": how, "format": fmt, "files": len(group),
+                     "slices": int(pd.to_numeric(group["slices"], errors="coerce").fillna(0).sum()),
+                     "example file": group["source"].iloc[0]})
+    table = pd.DataFrame(rows, columns=["reading", "format", "files", "slices", "example file"])
+    table = table.sort_values("files", ascending=False, kind="stable").reset_index(drop=True)
+    notes = []
+    resolved = files.get("resolved_by", pd.Series("", index=files.index))
+    auto = files[resolved == "auto rule"]
+    if len(auto):
+        notes.append(f"{len(auto)} .mat file(s) hold an H x W x 3 array, read as one RGB frame by the auto rule "
+                     f"(e.g. {auto['source'].iloc[0]}); if they are 3-frame gray clips, set the dataset's "
+                     "mat_layout: HWN.")
+    by_setting = files[resolved == "mat_layout"]
+    if len(by_setting):
+        notes.append(f"The dataset's mat_layout setting decided the layout of {len(by_setting)} .mat file(s).")
+    return table, notes
+
+
+def _reading_section(path: Path | None) -> list[str]:
+    """The "how the files were read" summary of a dataset (nothing when ``path`` is None)."""
+    if path is None:
+        return []
+    table, notes = reading_table(read_files(path))
+    parts = [f"<p>How the {int(table['files'].sum())} source file(s) were read:</p>", _table(table)]
+    parts += [f"<p class='warn'>{html.escape(n)}</p>" for n in notes]
+    return parts
 
 
 def dataset_table(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -217,6 +258,7 @@ def _dcgan_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
     parts.append(f"<p>{len(manifest)} slices from {manifest['patient'].nunique()} patients; splits are patient-level and stratified by class. "
                  f"Preprocessed to {prep['size']}&times;{prep['size']}, {prep['channels']} channel(s), {'; '.join(scaling)}.</p>")
     parts.append(_table(dataset_table(manifest)))
+    parts += _reading_section(inputs.files)
     if len(skipped):
         parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped as unreadable or inconsistent:</p>")
         parts.append(_table(skipped))
@@ -303,6 +345,7 @@ def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
     parts.append(f"<p>{len(manifest)} frames from {manifest['source'].nunique()} videos of {manifest['patient'].nunique()} "
                  "patients; splits never divide a patient's (or video's) frames.</p>")
     parts.append(_table(pd.DataFrame(counts)))
+    parts += _reading_section(lus.files)
     if len(skipped):
         parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped:</p>" + _table(skipped))
 

@@ -65,16 +65,33 @@ def check_patient_classes(df: pd.DataFrame) -> None:
         )
 
 
-def _split_class(counts: pd.Series, fractions: dict[str, float], seed: int, cls: str) -> dict[str, str]:
+def _skip_note(cls: str | None, skipped_per_class: Mapping[str, int] | None) -> str:
+    """`` (N files of this class were skipped as bad; ...)`` when skipping may have caused a split error."""
+    if not skipped_per_class:
+        return ""
+    n = skipped_per_class.get(cls, 0) if cls is not None else sum(skipped_per_class.values())
+    if n:
+        what = "of this class " if cls is not None else ""
+        return f" ({n} file(s) {what}were skipped as bad (on_bad_file: skip); see the log and the skipped-files report)"
+    unknown = skipped_per_class.get("", 0)
+    if unknown:
+        return f" ({unknown} file(s) of unknown class were skipped as bad (on_bad_file: skip); see the log)"
+    return ""
+
+
+def _split_class(counts: pd.Series, fractions: dict[str, float], seed: int, cls: str,
+                 skipped_per_class: Mapping[str, int] | None = None) -> dict[str, str]:
     """Patient -> split for one class; ``counts`` = slices per patient."""
     active = [s for s in SPLITS if fractions[s] > 0]
     patients = sorted(counts.index)
     if len(patients) < len(active):
+        note = _skip_note(cls, skipped_per_class)
         raise InputDataError(
             "manifest",
             f"class {cls!r} has {len(patients)} patient(s); splits {active} need at least one patient each "
-            "(val/test need at least one each)",
-            "add patients to the class, set the fraction of a split to 0, or give split lists",
+            f"(val/test need at least one each){note}",
+            ("fix or replace the skipped files, " if note else "")
+            + "add patients to the class, set the fraction of a split to 0, or give split lists",
         )
     order = np.random.default_rng(seed).permutation(len(patients))
     shuffled = [patients[i] for i in order]
@@ -94,7 +111,8 @@ def _split_class(counts: pd.Series, fractions: dict[str, float], seed: int, cls:
     return assignment
 
 
-def _split_patients(df: pd.DataFrame, fractions: dict[str, float], seed: int) -> dict[str, str]:
+def _split_patients(df: pd.DataFrame, fractions: dict[str, float], seed: int,
+                    skipped_per_class: Mapping[str, int] | None = None) -> dict[str, str]:
     """Patient -> split when a patient's slices may carry several classes (lung-ultrasound exams).
 
     Whole patients are shuffled with ``seed`` and each goes to the split furthest below its
@@ -105,7 +123,8 @@ def _split_patients(df: pd.DataFrame, fractions: dict[str, float], seed: int) ->
     counts = df.groupby("patient").size()
     patients = sorted(counts.index)
     if len(patients) < len(active):
-        raise InputDataError("manifest", f"{len(patients)} patient(s) for splits {active}",
+        raise InputDataError("manifest", f"{len(patients)} patient(s) for splits {active}"
+                             + _skip_note(None, skipped_per_class),
                              "add patients, set the fraction of a split to 0, or split by video")
     order = np.random.default_rng(seed).permutation(len(patients))
     total = float(counts.sum())
@@ -127,7 +146,8 @@ def _split_patients(df: pd.DataFrame, fractions: dict[str, float], seed: int) ->
             raise InputDataError(
                 "manifest",
                 f"patient-level split leaves class {cls!r} out of split(s) {missing} "
-                f"({df.loc[df['class'] == cls, 'patient'].nunique()} patient(s) have it)",
+                f"({df.loc[df['class'] == cls, 'patient'].nunique()} patient(s) have it)"
+                + _skip_note(cls if cls in (skipped_per_class or {}) else None, skipped_per_class),
                 "change split.seed, add patients with that class, or split by video",
             )
     return assignment
@@ -194,6 +214,7 @@ def assign_splits(
     root: str | Path | None = None,
     skipped_files: Iterable[str] = (),
     multiclass_patients: bool = False,
+    skipped_per_class: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """Return a copy of ``records_df`` with the ``split`` column (train|val|test) filled.
 
@@ -213,6 +234,10 @@ def assign_splits(
     matching no scanned file is an error unless it is the basename of one of
     ``skipped_files`` (bad files left out by the reader).
 
+    ``skipped_per_class`` (class -> number of files the reader skipped as bad;
+    key ``""`` for files of unknown class) only words the errors: a class with
+    too few patients for the splits says that skipping caused it.
+
     Columns come back in manifest order (:data:`lungsynth.readers.MANIFEST_COLUMNS`).
     """
     df = records_df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
@@ -227,11 +252,11 @@ def assign_splits(
         out = df.copy()
         out["split"] = ""
         if multiclass_patients:
-            out["split"] = df["patient"].map(_split_patients(df, fr, seed))
+            out["split"] = df["patient"].map(_split_patients(df, fr, seed, skipped_per_class))
         for cls in sorted(df["class"].unique()) if not multiclass_patients else []:
             rows = df["class"] == cls
             counts = df.loc[rows].groupby("patient").size()
-            assignment = _split_class(counts, fr, seed, cls)
+            assignment = _split_class(counts, fr, seed, cls, skipped_per_class)
             out.loc[rows, "split"] = df.loc[rows, "patient"].map(assignment)
         out.attrs["unlisted"] = 0
     columns = [c for c in MANIFEST_COLUMNS if c in out.columns] + [c for c in out.columns if c not in MANIFEST_COLUMNS]

@@ -57,6 +57,11 @@ def dataset_root(name):
 
 
 def ingest_input(wildcards):
+    """The dataset folder and the files its spec names (labels/scores CSV, split lists).
+
+    A folder's mtime misses changes inside it: ingest_content makes ingest
+    stale when the files below change.
+    """
     spec = dataset_spec(wildcards.dataset)
     if spec["format"] == "phantom_ct":
         return f"{RESULTS}/phantom/{wildcards.dataset}"
@@ -67,7 +72,25 @@ def ingest_input(wildcards):
             f"config key datasets.{wildcards.dataset}.path: folder '{spec['path']}' does not exist "
             f"(relative paths are taken from {Path.cwd()})"
         )
-    return spec["path"]
+    from lungsynth.dataset_listing import named_files
+
+    return [spec["path"], *named_files(spec["path"], spec)]
+
+
+def ingest_content(wildcards):
+    """params.content of ingest: a digest of the dataset's file listing (paths, sizes, mtimes).
+
+    Snakemake reruns a job whose params changed, so ingest and everything
+    downstream rerun exactly when a file a reader could read is added,
+    removed or modified (rule: lungsynth.dataset_listing). Phantoms are the
+    phantom rule's output, which already drives their staleness: a constant.
+    """
+    spec = dataset_spec(wildcards.dataset)
+    if spec["format"] in ("phantom_ct", "phantom_lus"):
+        return "phantom rule output"
+    from lungsynth.dataset_listing import dataset_fingerprint
+
+    return dataset_fingerprint(spec["path"], spec, exclude=[RESULTS])
 
 
 def ingest_spec(name):
@@ -294,6 +317,7 @@ def lusgan_report_inputs():
     return {
         "lus_manifest": f"{RESULTS}/{d}/ingest/manifest.csv",
         "lus_skipped": f"{RESULTS}/{d}/ingest/skipped.csv",
+        "lus_files": f"{RESULTS}/{d}/ingest/files.csv",
         "lus_train": preprocessed(d, "train"),
         "lus_grids": [f"{RESULTS}/{d}/lusgan/{label}/grid.png" for label in labels],
         "lus_losses": [f"{RESULTS}/{d}/lusgan/{label}/losses.csv" for label in labels],
@@ -322,6 +346,7 @@ def dcgan_report_inputs():
     return {
         "manifest": f"{RESULTS}/{d}/ingest/manifest.csv",
         "skipped": f"{RESULTS}/{d}/ingest/skipped.csv",
+        "files": f"{RESULTS}/{d}/ingest/files.csv",
         "summary": f"{RESULTS}/{d}/preprocessed/summary.json",
         "train": preprocessed(d, "train"),
         "grids": [f"{RESULTS}/{d}/dcgan/{label}/grid.png" for label in labels],

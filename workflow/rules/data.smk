@@ -21,6 +21,7 @@ rule ingest:
     output:
         manifest=f"{RESULTS}/{{dataset}}/ingest/manifest.csv",
         skipped=f"{RESULTS}/{{dataset}}/ingest/skipped.csv",
+        files=f"{RESULTS}/{{dataset}}/ingest/files.csv",
     log:
         f"{LOGS}/ingest/{{dataset}}.log",
     benchmark:
@@ -30,6 +31,7 @@ rule ingest:
     params:
         root=lambda wc: dataset_root(wc.dataset),
         spec=lambda wc: ingest_spec(wc.dataset),
+        content=ingest_content,
     script:
         "../scripts/ingest.py"
 
@@ -38,6 +40,7 @@ rule preprocess:
     """Window/normalise, convert, resize and cache slices as uint8 tensors per split."""
     input:
         manifest=rules.ingest.output.manifest,
+        files=rules.ingest.output.files,  # how each .mat was read; frames reload the same way
     output:
         train=f"{RESULTS}/{{dataset}}/preprocessed/train.pt",
         val=f"{RESULTS}/{{dataset}}/preprocessed/val.pt",
