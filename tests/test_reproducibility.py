@@ -104,6 +104,61 @@ def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_r
     pd.testing.assert_frame_equal(pd.read_csv(killed / losses), pd.read_csv(straight / losses))
 
 
+LONG_EXTRACTOR = "cgan:\n  quality:\n    extractor_epochs: 200\n    extractor_width: 8\n"
+EXTRACTOR = "results/phantom_ct_seg/cgan/quality/extractor.pt"
+EXTRACTOR_HISTORY = "results/phantom_ct_seg/cgan/quality/extractor_history.csv"
+
+
+@pytest.mark.slow
+def test_feature_extractor_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    """The epoch-level trainers (feature extractor, classifier) checkpoint through the same loop as the GANs."""
+    override = tmp_path / "long.yaml"
+    override.write_text(LONG_EXTRACTOR)
+    configs = (TINY, override)
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    command, env = snakemake_command(killed, EXTRACTOR, configfiles=configs, cores=1)
+    run = subprocess.Popen(command, cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        trainer = _training_process(killed, "feature_extractor.py")
+        checkpoints = killed / "results" / "phantom_ct_seg" / "cgan" / "quality" / "extractor_work" / "checkpoints"
+        deadline = time.monotonic() + 300
+        while not list(checkpoints.glob("ckpt_*.pt")) and time.monotonic() < deadline and trainer.is_running():
+            time.sleep(0.02)
+        trainer.kill()
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode != 0, "the killed training job should fail its first run"
+    assert not (killed / EXTRACTOR).exists()
+    saved = sorted(int(p.stem.split("_")[1]) for p in checkpoints.glob("ckpt_*.pt"))
+    assert saved, f"no checkpoint was committed before the kill:\n{output[-3000:]}"
+
+    rerun = snakemake(killed, EXTRACTOR, configfiles=configs, cores=1)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    log = (killed / "results" / "logs" / "feature_extractor" / "phantom_ct_seg.log").read_text()
+    match = re.search(r"resuming from checkpoint at epoch (\d+) of (\d+)", log)
+    assert match, log[-3000:]
+    resumed, total = int(match.group(1)), int(match.group(2))
+    assert resumed >= saved[-1] and 0 < resumed < total == 200
+
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    uninterrupted = snakemake(straight, EXTRACTOR, configfiles=configs, cores=1)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
+    a = torch.load(killed / EXTRACTOR, weights_only=True)
+    b = torch.load(straight / EXTRACTOR, weights_only=True)
+    weights_a = a.get("state_dict", a)
+    weights_b = b.get("state_dict", b)
+    assert weights_a.keys() == weights_b.keys()
+    for key in weights_a:
+        if isinstance(weights_a[key], torch.Tensor):
+            assert torch.equal(weights_a[key], weights_b[key]), key
+    pd.testing.assert_frame_equal(pd.read_csv(killed / EXTRACTOR_HISTORY), pd.read_csv(straight / EXTRACTOR_HISTORY))
+
+
 # --- no patient identifiers in any artifact -------------------------------------------------------
 
 

@@ -20,8 +20,9 @@ from .augment import random_resized_crop_flip
 from .io_utils import torch_load, torch_save
 from .metrics import binary_report
 from .models.densenet import DenseNetClassifier
+from .engine import Step, TrainingLoop, Value, run_fingerprint
 from .runlog import progress_bar
-from .training import decode_uint8, seeded_generator, select_device
+from .training import decode_uint8
 
 log = logging.getLogger(__name__)
 
@@ -78,41 +79,56 @@ def train_classifier(
     crop_scale: tuple[float, float] = (0.8, 1.0),
     weights: str | None = None,
     device: str = "auto",
+    amp: bool = True,
     progress: bool = True,
-) -> tuple[DenseNetClassifier, list[dict]]:
+    work_dir: str | Path | None = None,
+    stop_after: int | None = None,
+) -> tuple[DenseNetClassifier | None, list[dict]]:
     """Train on the ``train`` split; keep the epoch with the best validation AUC.
 
     ``train`` and ``val`` are loaded split files (see :mod:`lungsynth.preprocess`).
     Returns the model (best epoch's weights) and a per-epoch history of
-    training loss and validation metrics.
+    training loss and validation metrics. With ``work_dir`` every epoch ends in a
+    checkpoint there (weights, optimiser, history and the best epoch so far), and a
+    rerun resumes from the last one; ``stop_after`` epochs stop the call early as if
+    killed (tests), returning ``(None, history so far)``.
     """
     classes = train["classes"]
     if positive_class not in classes:
         raise ValueError(f"positive class '{positive_class}' is not among {classes}")
     positive = classes.index(positive_class)
-    dev = select_device(device)
-    torch.manual_seed(seed)
+    loop = TrainingLoop(work_dir, total=epochs, seed=seed, device=device, amp=amp, desc="classifier", unit="epoch",
+                        progress=progress, stop_after=stop_after, keep=1)
+    dev, precision = loop.device, loop.precision
+    loop.seed_torch()
     model = DenseNetClassifier(num_classes=len(classes), weights=weights).to(dev)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     images, labels = train["images"], train["labels"]
     n = len(images)
     batch = min(batch_size, n)
     steps = max(1, n // batch)
-    history: list[dict] = []
-    best_state, best_key = None, -math.inf
-    for epoch in range(epochs):
+    history = Value([])
+    best = Value({"key": -math.inf, "state": None})
+    loop.resume({"model": model, "optimiser": optimiser, "history": history, "best": best},
+                run_fingerprint(images, labels, val["images"], val["labels"], classes, positive_class, batch_size,
+                                lr, list(crop_scale), weights, model))
+
+    def epoch_fn(epoch: int) -> Step:
         model.train()
-        perm = torch.randperm(n, generator=seeded_generator(seed, 11, epoch))
+        perm = torch.randperm(n, generator=loop.stream(11, epoch))
         running = 0.0
         bar = progress_bar(range(steps), desc=f"classifier epoch {epoch + 1}/{epochs}", unit="step", disable=not progress)
         for index in bar:
             idx = perm[index * batch : (index + 1) * batch]
-            x = random_resized_crop_flip(decode_uint8(images[idx]), seeded_generator(seed, 12, epoch, index),
+            x = random_resized_crop_flip(decode_uint8(images[idx]), loop.stream(12, epoch, index),
                                          scale=tuple(crop_scale), hflip=True).to(dev)
-            loss = F.cross_entropy(model(x), labels[idx].to(dev))
+            with precision.autocast():
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), labels[idx].to(dev))
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            precision.backward(loss)
+            precision.step(optimiser)
+            precision.update()
             running += loss.item()
         bar.close()
         recalibrate_batchnorm(model, images)
@@ -124,13 +140,19 @@ def train_classifier(
             key = metrics["auc"] if not math.isnan(metrics["auc"]) else metrics["accuracy"]
         else:
             key = -record["train_loss"]
-        if key > best_key:
-            best_key, best_state = key, copy.deepcopy(model.state_dict())
+        record = {k: v if isinstance(v, (bool, int, str)) else float(v) for k, v in record.items()}
+        if key > best.value["key"]:
+            best.value = {"key": float(key), "state": copy.deepcopy(model.state_dict())}
             record["selected"] = True
-        history.append(record)
+        history.value.append(record)
         log.info("classifier epoch %d: %s", epoch + 1, record)
-    model.load_state_dict(best_state)
-    return model, history
+        return Step(losses={"train_loss": record["train_loss"]})
+
+    ended = loop.run(epoch_fn)
+    if ended.stopped:
+        return None, list(history.value)
+    model.load_state_dict(best.value["state"])
+    return model, list(history.value)
 
 
 def save_classifier(path: str | Path, model: DenseNetClassifier, classes: list[str], positive_class: str) -> None:

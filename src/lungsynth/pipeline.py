@@ -6,7 +6,6 @@ paths from the ``snakemake`` object, tests call them directly.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .classifier import load_classifier, predict_proba, save_classifier, train_c
 from .io_utils import torch_load, torch_save, write_csv, write_json
 from .metrics import binary_report
 from .preprocess import class_images, load_split
+from .engine import discard_checkpoints, select_device
 from .scoring import score_sets
 from .training import DCGANSettings, train_dcgan
 
@@ -27,9 +27,7 @@ def _train_gan_job(trainer, settings_cls, train_split, label, model_config, sett
                    generator_out, losses_out, progress) -> dict:
     """Shared body of the per-class GAN jobs: class images in, generator and loss CSV out."""
     images = class_images(load_split(train_split), label)
-    fields = {f.name for f in dataclasses.fields(settings_cls)}
-    result = trainer(images, model_config, settings_cls(**{k: v for k, v in settings.items() if k in fields}),
-                     work_dir, progress=progress)
+    result = trainer(images, model_config, settings_cls.from_dict(settings), work_dir, progress=progress)
     log.info("class %s: %d images, %d steps%s", label, len(images), result["steps"],
              f", resumed from step {result['resumed_from']}" if result["resumed_from"] is not None else "")
     torch_save(generator_out, {k: result[k] for k in ("generator", "model_config", "channels", "image_size", "step")}
@@ -62,24 +60,33 @@ def train_classifier_job(
     metrics_out: str | Path,
     history_out: str | Path,
     progress: bool = True,
+    work_dir: str | Path | None = None,
 ) -> dict:
-    """Train the DenseNet-169 classifier and write its test metrics (positive class by name)."""
+    """Train the DenseNet-169 classifier and write its test metrics (positive class by name).
+
+    With ``work_dir`` training checkpoints each epoch there and a rerun resumes; the checkpoints are
+    deleted once the outputs are written (they hold the whole DenseNet-169 twice, plus Adam's moments).
+    """
     train, val, test = load_split(train_split), load_split(val_split), load_split(test_split)
-    model, history, metrics = fit_and_test_classifier(train, val, test, settings, progress)
+    model, history, metrics = fit_and_test_classifier(train, val, test, settings, progress, work_dir=work_dir)
     save_classifier(model_out, model.cpu(), train["classes"], settings["positive_class"])
     write_csv(history_out, pd.DataFrame(history))
     write_json(metrics_out, metrics)
     log.info("classifier test metrics: %s", metrics)
+    if work_dir is not None:
+        discard_checkpoints(work_dir)
     return metrics
 
 
-def fit_and_test_classifier(train: dict, val: dict, test: dict, settings: dict, progress: bool = True):
+def fit_and_test_classifier(train: dict, val: dict, test: dict, settings: dict, progress: bool = True,
+                            work_dir: str | Path | None = None):
     """``(model, history, metrics)``: train on ``train`` (best validation AUC kept), metrics on ``test``."""
     positive = settings["positive_class"]
     model, history = train_classifier(
         train, val, positive_class=positive, epochs=settings["epochs"], batch_size=settings["batch_size"],
         lr=settings["lr"], seed=settings["seed"], crop_scale=tuple(settings["crop_scale"]),
-        weights=settings.get("weights"), device=settings.get("device", "auto"), progress=progress,
+        weights=settings.get("weights"), device=settings.get("device", "auto"), amp=settings.get("amp", True),
+        progress=progress, work_dir=work_dir,
     )
     pos_index = train["classes"].index(positive)
     probabilities = predict_proba(model, test["images"])[:, pos_index]
@@ -100,10 +107,13 @@ def score_dcgan_job(
     settings: dict,
     sets_out: str | Path,
     summary_out: str | Path,
+    device: str = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Label sets of generated images and real test images with the classifier (seed 000's Fig. 7)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    classifier, classes, positive = load_classifier(model, device)
+    """Label sets of generated images and real test images with the classifier (seed 000's Fig. 7).
+
+    ``device``: the classifier's (``classifier.device``); inference runs in float32.
+    """
+    classifier, classes, positive = load_classifier(model, select_device(device))
     images = {label: torch_load(path)["images"] for label, path in generated.items()}
     sets, summary = score_sets(
         classifier, classes, positive, images, load_split(test_split),
@@ -128,9 +138,6 @@ def train_lusgan_job(
     """Train seed 003's GAN for one severity score; resume from ``work_dir`` checkpoints when present."""
     from .training_lus import LUSSettings, train_lus_gan
 
-    settings = dict(settings)
-    if "beta1" in settings or "beta2" in settings:
-        settings["betas"] = (settings.pop("beta1", 0.5), settings.pop("beta2", 0.999))
     return _train_gan_job(train_lus_gan, LUSSettings, train_split, label, model_config, settings, work_dir,
                           generator_out, losses_out, progress)
 
@@ -188,13 +195,14 @@ def similarity_job(
     ms_options = {"weights": sim.ms_ssim_weights(levels)}
     summary_rows, diversity_rows, nearest_frames = [], [], []
     values: dict[str, torch.Tensor] = {}
+    device = select_device(settings.get("device", "cpu"))
     for label, path in generated.items():
-        fake = torch_load(path)["images"].float() / 255.0
-        real = _even_sample(class_images(reference, label), settings["max_real"]).float() / 255.0
-        train_real = class_images(train, label).float() / 255.0
+        fake = (torch_load(path)["images"].float() / 255.0).to(device)
+        real = (_even_sample(class_images(reference, label), settings["max_real"]).float() / 255.0).to(device)
+        train_real = (class_images(train, label).float() / 255.0).to(device)
         matrices = sim.compare_sets(fake, real, metrics=tuple(settings["metrics"]), options={"ms_ssim": ms_options})
         for metric, matrix in matrices.items():
-            values[f"{label}/{metric}"] = matrix.flatten()
+            values[f"{label}/{metric}"] = matrix.flatten().cpu()
             summary_rows.append({"score": label, "metric": metric, "reference": reference_split,
                                  "ms_ssim_scales": levels, "generated": matrix.shape[0], "real": matrix.shape[1],
                                  "pairs": int(matrix.numel())} | sim.summarise(_per_image(matrix), confidence))

@@ -100,18 +100,25 @@ def classifier_training_split(train: dict, generated: dict[str, torch.Tensor], r
 
 def classifier_cell_job(train_split: str | Path, val_split: str | Path, test_split: str | Path,
                         generated: dict[str, str | Path], *, ratio: float, seed: int, settings: dict,
-                        metrics_out: str | Path, progress: bool = True) -> dict:
-    """One cell of the classifier study: real + ratio x synthetic per class, one training seed."""
+                        metrics_out: str | Path, progress: bool = True, work_dir: str | Path | None = None) -> dict:
+    """One cell of the classifier study: real + ratio x synthetic per class, one training seed.
+
+    ``work_dir``: per-epoch checkpoints (resumed by a rerun, deleted once the metrics are written).
+    """
+    from .engine import discard_checkpoints
     from .pipeline import fit_and_test_classifier
     from .preprocess import load_split
 
     train, val, test = load_split(train_split), load_split(val_split), load_split(test_split)
     images = {label: torch_load(path)["images"] for label, path in generated.items()}
     augmented = classifier_training_split(train, images, ratio, seed)
-    _, _, metrics = fit_and_test_classifier(augmented, val, test, {**settings, "seed": seed}, progress)
+    _, _, metrics = fit_and_test_classifier(augmented, val, test, {**settings, "seed": seed}, progress,
+                                            work_dir=work_dir)
     metrics.update({"ratio": ratio, "seed": seed, "n_train": len(augmented["images"]), "n_real": len(train["images"])})
     write_json(metrics_out, metrics)
     log.info("classifier study r=%.2f seed %d: %s", ratio, seed, metrics)
+    if work_dir is not None:
+        discard_checkpoints(work_dir)
     return metrics
 
 

@@ -106,12 +106,12 @@ def generate_cgan_job(model_path: str | Path, test_aug: str | Path, out_path: st
 
 
 def feature_extractor_job(train_aug: str | Path, out_path: str | Path, history_out: str | Path, settings: dict,
-                          progress: bool = True) -> None:
-    """Train the domain feature extractor of FID/KID on the real training pairs."""
+                          progress: bool = True, work_dir: str | Path | None = None) -> None:
+    """Train the domain feature extractor of FID/KID on the real training pairs (resumable from ``work_dir``)."""
     data = torch_load(train_aug)
     model, history = train_feature_extractor(
         data["images"], data["labels"], width=settings["extractor_width"], epochs=settings["extractor_epochs"],
-        seed=settings["seed"], device=str(select_device(settings["device"])), progress=progress)
+        seed=settings["seed"], device=str(select_device(settings["device"])), progress=progress, work_dir=work_dir)
     save_feature_extractor(model, out_path)
     write_csv(history_out, history)
 

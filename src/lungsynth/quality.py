@@ -94,7 +94,8 @@ from .errors import InputDataError
 from .io_utils import torch_load, torch_save
 from .metrics import t_interval
 from .runlog import progress_bar
-from .training import decode_uint8, seeded_generator, select_device
+from .engine import Step, TrainingLoop, Value, run_fingerprint
+from .training import decode_uint8, select_device
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +200,14 @@ def train_feature_extractor(
     labels,
     *,
     width: int = 32,
-    epochs: int = 10,
+    epochs: int = 5,
     batch_size: int = 32,
     lr: float = 1e-3,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     progress: bool = True,
+    work_dir: str | Path | None = None,
+    stop_after: int | None = None,
 ):
     """Train a :class:`DomainFeatureExtractor` on real slices: ``(model in eval mode, history DataFrame)``.
 
@@ -218,6 +221,8 @@ def train_feature_extractor(
     thread counts change float rounding). The last incomplete batch of an epoch is skipped. ``history`` has one row per epoch:
     ``epoch, loss, cell_accuracy, balanced_accuracy`` (on the augmented training
     batches); it is identical between identical runs, so each epoch's wall time goes to the log only.
+    With ``work_dir`` each epoch ends in a checkpoint there and a rerun resumes from the last one;
+    ``stop_after`` epochs stop the call early as if killed (tests), returning ``(None, history so far)``.
     """
     import pandas as pd
 
@@ -226,9 +231,11 @@ def train_feature_extractor(
     n_labels = 4
     if int(y_all.max()) >= n_labels:
         raise ValueError(f"labels must be in 0..{n_labels - 1}, found {int(y_all.max())}")
-    dev = select_device(device)
+    loop = TrainingLoop(work_dir, total=epochs, seed=seed, device=device, amp=False, desc="feature extractor",
+                        unit="epoch", progress=progress, stop_after=stop_after)
+    dev = loop.device
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        loop.seed_torch()
         model = DomainFeatureExtractor(in_channels=x_all.shape[1], width=width, n_labels=n_labels)
     model.to(dev)
     with torch.no_grad():
@@ -243,11 +250,14 @@ def train_feature_extractor(
     n = len(x_all)
     batch = min(batch_size, n)
     steps = max(1, n // batch)
-    history = []
-    model.train()
-    for epoch in range(epochs):
+    history = Value([])
+    loop.resume({"model": model, "optimiser": optimiser, "history": history},
+                run_fingerprint(x_all, y_all, width, batch_size, lr, model))
+
+    def epoch_fn(epoch: int) -> Step:
         start = time.perf_counter()
-        perm = torch.randperm(n, generator=seeded_generator(seed, 31, epoch))
+        model.train()
+        perm = torch.randperm(n, generator=loop.stream(31, epoch))
         total_loss = 0.0
         correct = torch.zeros(n_labels, dtype=torch.float64)
         seen = torch.zeros(n_labels, dtype=torch.float64)
@@ -255,7 +265,7 @@ def train_feature_extractor(
         for step in bar:
             idx = perm[step * batch : (step + 1) * batch]
             x, y = x_all[idx], y_all[idx]
-            flip = torch.rand(len(idx), generator=seeded_generator(seed, 32, epoch, step)) < 0.5
+            flip = torch.rand(len(idx), generator=loop.stream(32, epoch, step)) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             y = torch.where(flip[:, None, None], y.flip(-1), y)
             target = _cell_labels(y, grid, n_labels).to(dev)
@@ -277,9 +287,14 @@ def train_feature_extractor(
             "cell_accuracy": float(correct.sum() / seen.sum()),
             "balanced_accuracy": float(recall.mean()),
         }
-        history.append(record)
+        history.value.append(record)
         log.info("feature extractor epoch %d (%.1f s): %s", epoch + 1, time.perf_counter() - start, record)
-    return model.eval(), pd.DataFrame(history)
+        return Step(losses={"loss": record["loss"]})
+
+    ended = loop.run(epoch_fn)
+    if ended.stopped:
+        return None, pd.DataFrame(history.value)
+    return model.eval(), pd.DataFrame(history.value)
 
 
 def save_feature_extractor(model: DomainFeatureExtractor, path: str | Path) -> None:

@@ -8,7 +8,6 @@ Targets: 0 = background (label-map values 0 outside lung and 1 lung), 1 = ground
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +17,8 @@ import torch.nn.functional as F
 from .classifier import recalibrate_batchnorm
 from .io_utils import torch_load, torch_save
 from .models.unet import UNet
-from .runlog import progress_bar
-from .training import (
-    CheckpointStore,
-    LossLog,
-    SettingsFromDict,
-    decode_uint8,
-    mixed_precision,
-    run_fingerprint,
-    seeded_generator,
-    select_device,
-)
+from .engine import Step, TrainingLoop, run_fingerprint
+from .training import SettingsFromDict, decode_uint8
 
 log = logging.getLogger(__name__)
 
@@ -85,68 +75,54 @@ def train_unet(images: torch.Tensor, labels: torch.Tensor, model_config: dict, s
     n = len(images)
     if n == 0:
         raise ValueError("no training slices for the U-Net")
-    work_dir = Path(work_dir)
-    device = select_device(settings.device)
     batch = min(settings.batch_size, n)
     per_epoch = max(1, n // batch)
     total = settings.epochs * per_epoch
-    torch.manual_seed(settings.seed)
+    loop = TrainingLoop(work_dir, total=total, seed=settings.seed, device=settings.device, amp=settings.amp,
+                        checkpoint_every=settings.checkpoint_every, loss_columns=LOSS_COLUMNS, desc="unet",
+                        progress=progress, stop_after=stop_after)
+    device, precision = loop.device, loop.precision
+    loop.seed_torch()
     model = UNet(images.shape[1], N_CLASSES, width=model_config["width"], depth=model_config["depth"]).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
     targets = segmentation_target(labels)
-    store = CheckpointStore(work_dir / "checkpoints", fingerprint=run_fingerprint(images, labels, model_config, settings, model))
-    losses = LossLog(work_dir / "losses.csv", LOSS_COLUMNS)
-    start, resumed_from = 0, None
-    state = store.latest()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        start = resumed_from = int(state["step"])
-        log.info("resuming from checkpoint at step %d of %d", start, total)
-    losses.restart_at(start)
-    use_amp, amp_dtype, scaler = mixed_precision(settings.amp, device)
-    pending: list[tuple] = []
-    perm_epoch, perm = -1, None
-    model.train()
-    bar = progress_bar(range(start, total), initial=start, total=total, desc="unet", unit="step", disable=not progress)
-    for step in bar:
+    loop.resume({"model": model, "optimiser": optimiser},
+                run_fingerprint(images, labels, model_config, settings, model))
+    perms: dict[int, torch.Tensor] = {}
+
+    def step_fn(step: int) -> Step:
         epoch, index = divmod(step, per_epoch)
-        if epoch != perm_epoch:
-            perm = torch.randperm(n, generator=seeded_generator(settings.seed, 1, epoch))
-            perm_epoch = epoch
-        rows = perm[index * batch : (index + 1) * batch]
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
+        rows = perms[epoch][index * batch : (index + 1) * batch]
         x, y = decode_uint8(images[rows]), targets[rows]
         if settings.hflip:
-            flip = torch.rand(len(rows), generator=seeded_generator(settings.seed, 2, step)) < 0.5
+            flip = torch.rand(len(rows), generator=loop.stream(2, step)) < 0.5
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
         x, y = x.to(device), y.to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with precision.autocast():
             logits = model(x)
         ce = F.cross_entropy(logits.float(), y)
         dl = dice_loss(logits, y)
         loss = ce + settings.dice_weight * dl
         optimiser.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimiser)
-        scaler.update()
+        precision.backward(loss)
+        precision.step(optimiser)
+        precision.update()
         values = (loss.item(), ce.item(), dl.item())
-        if not all(math.isfinite(v) for v in values):
-            raise FloatingPointError(f"non-finite U-Net loss at step {step}: {values}")
-        pending.append((step, epoch, *(round(v, 6) for v in values)))
-        done = step + 1
-        if done % settings.checkpoint_every == 0 or done == total:
-            losses.append(pending)
-            pending.clear()
-            store.save(done, {"step": done, "model": model.state_dict(), "optimiser": optimiser.state_dict()})
-        if stop_after is not None and done - start >= stop_after:
-            bar.close()
-            return {"stopped_at": done, "resumed_from": resumed_from}
-    bar.close()
+        return Step(row=(step, epoch, *(round(v, 6) for v in values)),
+                    losses={"loss": values[0], "ce": values[1], "dice": values[2]})
+
+    model.train()
+    ended = loop.run(step_fn)
+    if ended.stopped:
+        return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
     # Few steps leave BatchNorm's running statistics behind the weights; re-estimate them exactly.
     recalibrate_batchnorm(model, images)
     return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "model_config": dict(model_config),
-            "in_channels": images.shape[1], "steps": total, "resumed_from": resumed_from,
-            "loss_csv": str(losses.path), "device": str(device)}
+            "in_channels": images.shape[1], "steps": total, "resumed_from": ended.resumed_from,
+            "loss_csv": ended.loss_csv, "device": str(device)}
 
 
 def save_unet(path: str | Path, result: dict) -> None:

@@ -759,7 +759,7 @@ def nearest_neighbours(
     """
     import pandas as pd
 
-    mat = pairwise(metric, train, generated, **kwargs).T  # (N_generated, M_train)
+    mat = pairwise(metric, train, generated, **kwargs).T.cpu()  # (N_generated, M_train)
     higher = HIGHER_IS_BETTER.get(metric, True)
     fill = -torch.inf if higher else torch.inf
     filled = torch.where(torch.isnan(mat), fill, mat)

@@ -54,17 +54,8 @@ from .models.cgan import (
 from .cgan_methods import METHOD_NAMES, METHODS, VARIANTS, method_label, method_spec, method_steps  # noqa: F401
 from .runlog import progress_bar
 from .segdata import N_LABELS, one_hot
-from .training import (
-    SettingsFromDict,
-    CheckpointStore,
-    LossLog,
-    decode_uint8,
-    encode_uint8,
-    mixed_precision,
-    run_fingerprint,
-    seeded_generator,
-    select_device,
-)
+from .engine import Step, TrainingLoop, run_fingerprint
+from .training import SettingsFromDict, decode_uint8, encode_uint8
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +228,19 @@ def train_cgan_step(
     """
     if step_name not in method_steps(spec):
         raise ValueError(f"method {spec['method']} has steps {method_steps(spec)}, not {step_name!r}")
-    work_dir = Path(work_dir)
     n, channels, size, _ = images.shape
     if n == 0:
         raise ValueError("no training pairs")
-    device = select_device(settings.device)
     batch = min(settings.batch_size, n)
     per_epoch = max(1, n // batch)
     decay_steps = settings.decay_epochs * per_epoch
     total = (settings.epochs + settings.decay_epochs) * per_epoch
+    loop = TrainingLoop(work_dir, total=total, seed=settings.seed, device=settings.device, amp=settings.amp,
+                        checkpoint_every=settings.checkpoint_every, loss_columns=LOSS_COLUMNS,
+                        desc=f"{spec['method']}:{step_name}", progress=progress, stop_after=stop_after)
+    device, precision = loop.device, loop.precision
 
-    torch.manual_seed(settings.seed)
+    loop.seed_torch()
     nets = build_networks(spec, channels, size)
     generator, discriminator, dfm = nets["generator"], nets["discriminator"], nets["dfm"]
     if init is not None:
@@ -267,44 +260,18 @@ def train_cgan_step(
     betas = (0.0, 0.9) if ttur else (settings.beta1, settings.beta2)
     opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas)
     opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas)
+    loop.resume({"generator": generator, "discriminator": discriminator, "dfm": dfm, "opt_g": opt_g, "opt_d": opt_d},
+                run_fingerprint(images, labels, spec, settings, step_name, init, generator, discriminator, dfm))
 
-    store = CheckpointStore(work_dir / "checkpoints", fingerprint=run_fingerprint(
-        images, labels, spec, settings, step_name, init, generator, discriminator, dfm))
-    losses = LossLog(work_dir / "losses.csv", LOSS_COLUMNS)
-    start, resumed_from = 0, None
-    state = store.latest()
-    if state is not None:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        if dfm is not None:
-            dfm.load_state_dict(state["dfm"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        start = resumed_from = int(state["step"])
-        log.info("resuming from checkpoint at step %d of %d", start, total)
-    losses.restart_at(start)
-
-    use_amp, amp_dtype, scaler = mixed_precision(settings.amp, device)
     factor = 2 ** spec["n_local"] if step_name == "global" else 1
-    pending: list[tuple] = []
-    perm_epoch, perm = -1, None
+    perms: dict[int, torch.Tensor] = {}
 
-    def checkpoint(step: int) -> None:
-        losses.append(pending)
-        pending.clear()
-        store.save(step, {"step": step, "generator": generator.state_dict(),
-                          "discriminator": discriminator.state_dict(),
-                          "dfm": dfm.state_dict() if dfm is not None else None,
-                          "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
-
-    bar = progress_bar(range(start, total), initial=start, total=total, desc=f"{spec['method']}:{step_name}",
-                       unit="it", disable=not progress)
-    for step in bar:
+    def step_fn(step: int) -> Step:
         epoch, index = divmod(step, per_epoch)
-        if epoch != perm_epoch:
-            perm = torch.randperm(n, generator=seeded_generator(settings.seed, 1, epoch))
-            perm_epoch = epoch
-        rows = perm[index * batch : (index + 1) * batch]
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
+        rows = perms[epoch][index * batch : (index + 1) * batch]
         real = decode_uint8(images[rows]).to(device, memory_format=memory_format)
         maps = one_hot(labels[rows]).to(device, memory_format=memory_format)
         scale = lr_factor(step, total, decay_steps)
@@ -314,7 +281,7 @@ def train_cgan_step(
             group["lr"] = lr_d * scale
         maps_d, real_d = (downsample_labels(maps, factor), downsample(real, factor)) if factor > 1 else (maps, real)
 
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with precision.autocast():
             fake = _generate(generator, spec, maps, real, step_name)
             d_real = discriminator(torch.cat([maps_d, real_d], 1))
             d_fake = discriminator(torch.cat([maps_d, fake.detach()], 1))
@@ -328,10 +295,10 @@ def train_cgan_step(
                                                 [[t.detach().float() for t in f] for f in d_fake])
                 loss_dfm = dfm_objective(scale_weights(spec, dfm, d_fake), fm, settings.dfm_temperature)
         opt_d.zero_grad(set_to_none=True)
-        scaler.scale(loss_d + loss_dfm).backward()
-        scaler.step(opt_d)
+        precision.backward(loss_d + loss_dfm)
+        precision.step(opt_d)
 
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+        with precision.autocast():
             d_gen = discriminator(torch.cat([maps_d, fake], 1))
             adv = sum(generator_loss(spec["loss"], r[-1].detach().float(), g[-1].float())
                       for r, g in zip(d_real, d_gen)) / len(d_gen)
@@ -349,27 +316,22 @@ def train_cgan_step(
                 loss_fm = feature_matching_loss(real_feats, fake_feats, weights) * (len(d_gen[0]) - 1)
                 loss_g = adv + settings.fm_weight * loss_fm
         opt_g.zero_grad(set_to_none=True)
-        scaler.scale(loss_g).backward()
-        scaler.step(opt_g)
-        scaler.update()
+        precision.backward(loss_g)
+        precision.step(opt_g)
+        precision.update()
 
         alphas = getattr(generator, "alphas", [])
         alpha = float(torch.stack([a.detach().float().mean() for a in alphas]).mean()) if alphas and step_name != "global" else float("nan")
         beta = float(weights[..., 0].detach().float().mean()) if weights is not None else float("nan")
         values = (loss_d.item(), adv.item(), loss_fm.item(), loss_l1.item(), loss_dfm.item())
-        if not all(math.isfinite(v) for v in values):
-            raise FloatingPointError(f"non-finite loss at iteration {step}: {dict(zip(LOSS_COLUMNS[3:8], values))}")
-        pending.append((step, epoch, round(lr_g * scale, 8), *(round(v, 6) for v in values), round(alpha, 6), round(beta, 6)))
-        bar.set_postfix(loss_d=f"{values[0]:.3f}", adv=f"{values[1]:.3f}", refresh=False)
-        done = step + 1
-        if done % settings.checkpoint_every == 0 or done == total:
-            checkpoint(done)
-        if stop_after is not None and done - start >= stop_after:
-            bar.close()
-            return {"stopped_at": done, "resumed_from": resumed_from}
-    bar.close()
-    if start == total and pending:
-        checkpoint(total)
+        return Step(row=(step, epoch, round(lr_g * scale, 8), *(round(v, 6) for v in values), round(alpha, 6),
+                         round(beta, 6)),
+                    losses=dict(zip(LOSS_COLUMNS[3:8], values)),
+                    postfix={"loss_d": f"{values[0]:.3f}", "adv": f"{values[1]:.3f}"})
+
+    ended = loop.run(step_fn)
+    if ended.stopped:
+        return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
     for p in generator.parameters():
         p.requires_grad_(True)
     return {
@@ -381,8 +343,8 @@ def train_cgan_step(
         "channels": channels,
         "image_size": size,
         "iterations": total,
-        "resumed_from": resumed_from,
-        "loss_csv": str(losses.path),
+        "resumed_from": ended.resumed_from,
+        "loss_csv": ended.loss_csv,
         "device": str(device),
     }
 

@@ -17,7 +17,6 @@ need about 2941 iterations, so its example does not match its own formula).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,8 @@ from .io_utils import torch_load
 from .losses import LOSSES, discriminator_loss, generator_loss, smoothed_targets
 from .models.dcgan import dcgan_init_
 from .models.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator
-from .runlog import progress_bar
-from .training import CheckpointStore, LossLog, decode_uint8, run_fingerprint, seeded_generator, select_device
+from .engine import Step, TrainingLoop, run_fingerprint
+from .training import SettingsFromDict, decode_uint8
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +38,26 @@ GENERATORS = {"baseline": LUSGenerator, "improved": ImprovedLUSGenerator}
 
 
 @dataclass
-class LUSSettings:
-    """Training settings of one LUS GAN (one class); defaults are seed 003's reported run.
+class LUSSettings(SettingsFromDict):
+    """Training settings of one LUS GAN (one class); defaults equal the schema's ``lusgan.train``.
 
     ``d_lr_decay``: critic lr multiplied by ``1 - d_lr_decay`` after every iteration.
     ``flip_prob``: share of critic outputs whose real/fake targets are swapped in the D step.
-    ``amp``: bf16 autocast on CUDA GPUs that support it (ignored on CPU).
+    ``amp``: mixed precision on CUDA (ignored on CPU). Seed 003's run is ``config/paper/lus_rasgan.yaml``.
     """
 
-    iterations: int = 4000
-    batch_size: int = 48
+    iterations: int = 200
+    batch_size: int = 16
     lr_g: float = 4e-4
     lr_d: float = 2e-4
-    betas: tuple[float, float] = (0.5, 0.999)
+    beta1: float = 0.5
+    beta2: float = 0.999
     d_lr_decay: float = 0.0005
     g_steps_per_d: int = 3
     loss: str = "rasgan"
     label_smoothing: bool = True
     flip_prob: float = 0.05
-    checkpoint_every: int = 500
+    checkpoint_every: int = 100
     seed: int = 999
     amp: bool = True
     device: str = "auto"
@@ -128,77 +128,43 @@ def train_lus_gan(
         raise ValueError(f"unknown GAN loss {settings.loss!r}; choose one of {', '.join(LOSSES)}")
     if settings.g_steps_per_d < 1:
         raise ValueError(f"g_steps_per_d must be >= 1, got {settings.g_steps_per_d}")
-    work_dir = Path(work_dir)
     n, channels, size, _ = images.shape
     pack = int(model_config.get("pack", 2))
     batch = min(settings.batch_size, n) // pack * pack
     if batch == 0:
         raise ValueError(f"need at least pack={pack} images for one batch, got {n} (batch_size {settings.batch_size})")
-    device = select_device(settings.device)
     batches_per_epoch = n // batch
     batches_per_iteration = 1 + settings.g_steps_per_d
     total = settings.iterations
+    loop = TrainingLoop(work_dir, total=total, seed=settings.seed, device=settings.device, amp=settings.amp,
+                        checkpoint_every=settings.checkpoint_every, loss_columns=LUS_LOSS_COLUMNS, desc="lus-gan",
+                        unit="iteration", progress=progress, stop_after=stop_after, on_step=on_step)
+    device, precision = loop.device, loop.precision
 
-    torch.manual_seed(settings.seed)
+    loop.seed_torch()
     generator, discriminator = build_lus_gan(model_config, channels, size)
     generator.to(device)
     discriminator.to(device)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr_g, betas=tuple(settings.betas))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr_d, betas=tuple(settings.betas))
+    opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr_g, betas=(settings.beta1, settings.beta2))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr_d, betas=(settings.beta1, settings.beta2))
     sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=1.0 - settings.d_lr_decay)
+    loop.resume({"generator": generator, "discriminator": discriminator, "opt_g": opt_g, "opt_d": opt_d,
+                 "sched_d": sched_d},
+                run_fingerprint(images, model_config, settings, generator, discriminator))
 
-    store = CheckpointStore(work_dir / "checkpoints",
-                            fingerprint=run_fingerprint(images, model_config, settings, generator, discriminator))
-    losses = LossLog(work_dir / "losses.csv", LUS_LOSS_COLUMNS)
-    start = 0
-    resumed_from = None
-    state = store.latest()
-    if state is not None:
-        generator.load_state_dict(state["generator"])
-        discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        sched_d.load_state_dict(state["sched_d"])
-        start = resumed_from = int(state["step"])
-        log.info("resuming from checkpoint at iteration %d of %d", start, total)
-    losses.restart_at(start)
-
-    use_amp = settings.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
     latent = int(model_config["latent_dim"])
-    pending: list[tuple] = []
     perm_cache: dict[int, torch.Tensor] = {}
 
     def real_batch(counter: int) -> torch.Tensor:
         epoch, index = divmod(counter, batches_per_epoch)
         if epoch not in perm_cache:
             perm_cache.clear()
-            perm_cache[epoch] = torch.randperm(n, generator=seeded_generator(settings.seed, 1, epoch))
+            perm_cache[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
         return decode_uint8(images[perm_cache[epoch][index * batch : (index + 1) * batch]]).to(device)
 
-    def checkpoint(step: int) -> None:
-        losses.append(pending)
-        pending.clear()
-        store.save(
-            step,
-            {
-                "step": step,
-                "generator": generator.state_dict(),
-                "discriminator": discriminator.state_dict(),
-                "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(),
-                "sched_d": sched_d.state_dict(),
-            },
-        )
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)
-
-    bar = progress_bar(range(start, total), initial=start, total=total, desc="lus-gan", unit="it", disable=not progress)
-    generator.train()
-    discriminator.train()
-    for step in bar:
-        torch.manual_seed(seeded_generator(settings.seed, 3, step).initial_seed())  # dropout streams
-        rng = seeded_generator(settings.seed, 2, step)
+    def step_fn(step: int) -> Step:
+        torch.manual_seed(loop.stream(3, step).initial_seed())  # dropout streams
+        rng = loop.stream(2, step)
         counter = step * batches_per_iteration
         lr_d = opt_d.param_groups[0]["lr"]
 
@@ -208,17 +174,18 @@ def train_lus_gan(
         t_real, t_fake = smoothed_targets(
             batch // pack, rng, smoothing=settings.label_smoothing, flip_prob=settings.flip_prob
         )
-        with torch.no_grad(), autocast():
+        with torch.no_grad(), precision.autocast():
             fake = generator(z)
-        with autocast():
+        with precision.autocast():
             c_real = discriminator(real).float()
             c_fake = discriminator(fake).float()
         loss_d = discriminator_loss(
             settings.loss, c_real, c_fake, real_target=t_real.to(device), fake_target=t_fake.to(device)
         )
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        precision.backward(loss_d)
+        precision.step(opt_d)
+        precision.update()
 
         # generator steps, each on a fresh real batch and fresh noise
         discriminator.requires_grad_(False)
@@ -226,32 +193,29 @@ def train_lus_gan(
         for j in range(settings.g_steps_per_d):
             real_g = real_batch(counter + 1 + j)
             z = torch.randn(batch, latent, generator=rng).to(device)
-            with autocast():
+            with precision.autocast():
                 with torch.no_grad():
                     c_real_g = discriminator(real_g).float()
                 c_fake_g = discriminator(generator(z)).float()
             loss_g = generator_loss(settings.loss, c_real_g, c_fake_g)
             opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+            precision.backward(loss_g)
+            precision.step(opt_g)
+            precision.update()  # once per optimiser step: a scaler steps each optimiser once per update
             g_losses.append(loss_g.item())
         discriminator.requires_grad_(True)
         sched_d.step()
 
         values = (loss_d.item(), _mean(g_losses), c_real.mean().item(), c_fake.mean().item())
-        if not all(math.isfinite(v) for v in values[:2]):
-            raise FloatingPointError(f"non-finite loss at iteration {step}: loss_d={values[0]}, loss_g={values[1]}")
-        pending.append((step, *(round(v, 6) for v in values), lr_d))
-        bar.set_postfix(loss_d=f"{values[0]:.3f}", loss_g=f"{values[1]:.3f}", refresh=False)
-        done = step + 1
-        if done % settings.checkpoint_every == 0 or done == total:
-            checkpoint(done)
-        if on_step is not None:
-            on_step(done)
-        if stop_after is not None and done - start >= stop_after:
-            bar.close()
-            return {"stopped_at": done, "resumed_from": resumed_from}
-    bar.close()
+        return Step(row=(step, *(round(v, 6) for v in values), lr_d),
+                    losses={"loss_d": values[0], "loss_g": values[1]},
+                    postfix={"loss_d": f"{values[0]:.3f}", "loss_g": f"{values[1]:.3f}"})
+
+    generator.train()
+    discriminator.train()
+    ended = loop.run(step_fn)
+    if ended.stopped:
+        return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
     return {
         "generator": generator.state_dict(),
         "model_config": dict(model_config),
@@ -260,8 +224,8 @@ def train_lus_gan(
         "step": total,
         "steps": total,
         "batch_size": batch,
-        "resumed_from": resumed_from,
-        "loss_csv": str(losses.path),
+        "resumed_from": ended.resumed_from,
+        "loss_csv": ended.loss_csv,
         "device": str(device),
     }
 

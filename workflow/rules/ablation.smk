@@ -93,6 +93,7 @@ rule classifier_cell:
     params:
         labels=config["dcgan"]["classes"],
         settings=config["classifier"],
+        work=f"{RESULTS}/{{dataset}}/classifier_study/r{{ratio}}/s{{seed}}/work",
     script:
         "../scripts/classifier_cell.py"
 

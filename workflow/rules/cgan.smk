@@ -108,6 +108,7 @@ rule feature_extractor:
         gpu=1,
     params:
         settings=config["cgan"]["quality"],
+        work=f"{RESULTS}/{{dataset}}/cgan/quality/extractor_work",
     script:
         "../scripts/feature_extractor.py"
 

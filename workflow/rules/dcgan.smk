@@ -47,6 +47,7 @@ rule generate_dcgan:
         gpu=1,
     params:
         settings=config["dcgan"]["generate"],
+        device=lambda wc: train_settings(config, wc.label)["device"],
     script:
         "../scripts/generate_dcgan.py"
 
@@ -73,6 +74,7 @@ rule train_classifier:
         gpu=1,
     params:
         settings=config["classifier"],
+        work=f"{RESULTS}/{{dataset}}/classifier/work",
     script:
         "../scripts/train_classifier.py"
 
@@ -101,5 +103,6 @@ rule score_dcgan:
     params:
         labels=config["dcgan"]["classes"],
         settings=config["score"],
+        device=config["classifier"]["device"],
     script:
         "../scripts/score_dcgan.py"

@@ -62,6 +62,7 @@ rule generate_lusgan:
         gpu=1,
     params:
         settings=config["lusgan"]["generate"],
+        device=lambda wc: train_settings(config, wc.label, "lusgan")["device"],
     script:
         "../scripts/generate_lusgan.py"
 

@@ -11,4 +11,5 @@ with job_log(snakemake.log[0], snakemake.threads):
         seed=int(snakemake.wildcards.seed),
         settings=dict(snakemake.params.settings),
         metrics_out=snakemake.output[0],
+        work_dir=snakemake.params.work,
     )

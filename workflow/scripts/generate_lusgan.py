@@ -1,6 +1,6 @@
 from lungsynth.generation import generate_images
 from lungsynth.runlog import job_log
-from lungsynth.training import select_device
+from lungsynth.engine import select_device
 from lungsynth.training_lus import load_lus_generator
 
 with job_log(snakemake.log[0], snakemake.threads):
@@ -13,6 +13,6 @@ with job_log(snakemake.log[0], snakemake.threads):
         tensor_path=snakemake.output.tensor,
         image_dir=snakemake.output.images,
         grid_path=snakemake.output.grid,
-        device=select_device("auto"),
+        device=select_device(snakemake.params.device),
         loader=load_lus_generator,
     )

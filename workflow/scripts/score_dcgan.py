@@ -9,4 +9,5 @@ with job_log(snakemake.log[0], snakemake.threads):
         settings=dict(snakemake.params.settings),
         sets_out=snakemake.output.sets,
         summary_out=snakemake.output.summary,
+        device=snakemake.params.device,
     )

@@ -10,4 +10,5 @@ with job_log(snakemake.log[0], snakemake.threads):
         model_out=snakemake.output.model,
         metrics_out=snakemake.output.metrics,
         history_out=snakemake.output.history,
+        work_dir=snakemake.params.work,
     )

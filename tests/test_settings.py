@@ -1,0 +1,74 @@
+"""The schema is the one source of defaults: every settings object agrees with it and drops no key."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from lungsynth.classifier import train_classifier
+from lungsynth.config import load_schema, validate_config
+from lungsynth.errors import ConfigError
+from lungsynth.quality import train_feature_extractor
+from lungsynth.segmentation import UNetSettings
+from lungsynth.training import DCGANSettings
+from lungsynth.training_cgan import CGANSettings
+from lungsynth.training_lus import LUSSettings
+
+# settings class -> (schema section, fields that come from elsewhere than that section)
+SETTINGS = {
+    DCGANSettings: ("dcgan.train", set()),
+    LUSSettings: ("lusgan.train", set()),
+    CGANSettings: ("cgan.train", set()),
+    UNetSettings: ("ablation.segmentation.train", {"seed"}),  # the seed is the study cell's
+}
+
+
+def _section(path: str) -> dict:
+    node = load_schema()
+    for part in path.split("."):
+        node = node["properties"][part]
+    return node["properties"]
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize("cls", list(SETTINGS), ids=lambda c: c.__name__)
+def test_settings_fields_are_the_schema_keys_with_the_schema_defaults(cls):
+    path, elsewhere = SETTINGS[cls]
+    schema = _section(path)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(fields) - elsewhere == set(schema), f"{cls.__name__} fields differ from the keys of {path}"
+    for name, spec in schema.items():
+        assert _plain(fields[name].default) == spec["default"], f"{cls.__name__}.{name} default != {path}.{name}"
+
+
+@pytest.mark.parametrize("cls", list(SETTINGS), ids=lambda c: c.__name__)
+def test_a_validated_config_section_builds_its_settings_and_an_unknown_key_is_an_error(cls):
+    path, elsewhere = SETTINGS[cls]
+    config = validate_config({})
+    section = config
+    for part in path.split("."):
+        section = section[part]
+    values = dict(section, **{name: 0 for name in elsewhere})
+    built = cls.from_dict(values)
+    assert all(_plain(getattr(built, k)) == _plain(v) for k, v in values.items())
+    with pytest.raises(ConfigError, match=rf"{cls.__name__}: unknown setting\(s\) learning_rate"):
+        cls.from_dict({**values, "learning_rate": 1.0})
+
+
+@pytest.mark.parametrize(("function", "path", "names"), [
+    (train_classifier, "classifier", {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed",
+                                      "crop_scale": "crop_scale", "weights": "weights", "device": "device",
+                                      "amp": "amp"}),
+    (train_feature_extractor, "cgan.quality", {"width": "extractor_width", "epochs": "extractor_epochs",
+                                               "seed": "seed", "device": "device"}),
+], ids=["classifier", "feature_extractor"])
+def test_trainer_keyword_defaults_equal_the_schema(function, path, names):
+    schema = _section(path)
+    parameters = inspect.signature(function).parameters
+    for argument, key in names.items():
+        assert _plain(parameters[argument].default) == schema[key]["default"], f"{function.__name__}({argument})"
