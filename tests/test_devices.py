@@ -20,21 +20,22 @@ cgan: {train: {device: cuda}, quality: {device: cuda}}
 ablation: {segmentation: {train: {device: cuda}}}
 """
 
-# one job of each GPU-tagged rule in the tiny run
+# one job of each GPU-tagged rule in the tiny run, consumers before producers: a failed job's outputs are
+# removed, so a producer forced first would take its consumers' inputs with it
 TARGETS = {
-    "train_dcgan": "results/phantom_ct/dcgan/covid/generator.pt",
-    "generate_dcgan": "results/phantom_ct/dcgan/covid/generated.pt",
-    "train_classifier": "results/phantom_ct/classifier/model.pt",
     "score_dcgan": "results/phantom_ct/dcgan/score/summary.csv",
     "classifier_cell": "results/phantom_ct/classifier_study/r0.50/s0/metrics.json",
-    "train_lusgan": "results/phantom_lus/lusgan/0/generator.pt",
-    "generate_lusgan": "results/phantom_lus/lusgan/0/generated.pt",
+    "generate_dcgan": "results/phantom_ct/dcgan/covid/generated.pt",
+    "train_classifier": "results/phantom_ct/classifier/model.pt",
+    "train_dcgan": "results/phantom_ct/dcgan/covid/generator.pt",
     "similarity_lusgan": "results/phantom_lus/lusgan/similarity/summary.csv",
-    "train_cgan": "results/phantom_ct_seg/cgan/globallocal/global/model.pt",
-    "generate_cgan": "results/phantom_ct_seg/cgan/globallocal/generated.pt",
-    "feature_extractor": "results/phantom_ct_seg/cgan/quality/extractor.pt",
+    "generate_lusgan": "results/phantom_lus/lusgan/0/generated.pt",
+    "train_lusgan": "results/phantom_lus/lusgan/0/generator.pt",
     "quality_cgan": "results/phantom_ct_seg/cgan/quality/globallocal.csv",
     "unet_cell": "results/phantom_ct_seg/ablation/real/none/r0.00/s0/model.pt",
+    "generate_cgan": "results/phantom_ct_seg/cgan/globallocal/generated.pt",
+    "feature_extractor": "results/phantom_ct_seg/cgan/quality/extractor.pt",
+    "train_cgan": "results/phantom_ct_seg/cgan/globallocal/global/model.pt",
 }
 
 

@@ -56,19 +56,16 @@ def _training_process(workdir: Path, script: str, timeout_s: float = 300) -> psu
     raise AssertionError(f"no {script} process appeared within {timeout_s} s")
 
 
-@pytest.mark.slow
-def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    override = tmp_path / "long.yaml"
-    override.write_text(LONG_DCGAN)
-    configs = (TINY, override)
+def _kill_after_first_checkpoint(workdir: Path, target: str, configs, script: str,
+                                 checkpoints: Path) -> tuple[int, str, list[int]]:
+    """Run the workflow for ``target``, SIGKILL ``script`` once a checkpoint exists in ``checkpoints``.
 
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    command, env = snakemake_command(killed, GENERATOR, configfiles=configs, cores=1)
-    run = subprocess.Popen(command, cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    Returns the run's exit status, its output and the checkpointed steps left on disk.
+    """
+    command, env = snakemake_command(workdir, target, configfiles=configs, cores=1)
+    run = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        trainer = _training_process(killed, "train_dcgan.py")
-        checkpoints = killed / "results" / "phantom_ct" / "dcgan" / "covid" / "work" / "checkpoints"
+        trainer = _training_process(workdir, script)
         deadline = time.monotonic() + 300
         while not list(checkpoints.glob("ckpt_*.pt")) and time.monotonic() < deadline and trainer.is_running():
             time.sleep(0.02)
@@ -77,9 +74,21 @@ def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_r
     finally:
         if run.poll() is None:
             run.kill()
-    assert run.returncode != 0, "the killed training job should fail its first run"
+    return run.returncode, output, sorted(int(p.stem.split("_")[1]) for p in checkpoints.glob("ckpt_*.pt"))
+
+
+@pytest.mark.slow
+def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    override = tmp_path / "long.yaml"
+    override.write_text(LONG_DCGAN)
+    configs = (TINY, override)
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    checkpoints = killed / "results" / "phantom_ct" / "dcgan" / "covid" / "work" / "checkpoints"
+    returncode, output, saved = _kill_after_first_checkpoint(killed, GENERATOR, configs, "train_dcgan.py", checkpoints)
+    assert returncode != 0, "the killed training job should fail its first run"
     assert not (killed / GENERATOR).exists(), "a killed job must leave no output under its final name"
-    saved = sorted(int(p.stem.split("_")[1]) for p in checkpoints.glob("ckpt_*.pt"))
     assert saved, f"no checkpoint was committed before the kill:\n{output[-3000:]}"
 
     rerun = snakemake(killed, GENERATOR, configfiles=configs, cores=1)
@@ -118,22 +127,11 @@ def test_feature_extractor_job_killed_with_sigkill_resumes_and_matches_an_uninte
 
     killed = tmp_path / "killed"
     killed.mkdir()
-    command, env = snakemake_command(killed, EXTRACTOR, configfiles=configs, cores=1)
-    run = subprocess.Popen(command, cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        trainer = _training_process(killed, "feature_extractor.py")
-        checkpoints = killed / "results" / "phantom_ct_seg" / "cgan" / "quality" / "extractor_work" / "checkpoints"
-        deadline = time.monotonic() + 300
-        while not list(checkpoints.glob("ckpt_*.pt")) and time.monotonic() < deadline and trainer.is_running():
-            time.sleep(0.02)
-        trainer.kill()
-        output, _ = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode != 0, "the killed training job should fail its first run"
+    checkpoints = killed / "results" / "phantom_ct_seg" / "cgan" / "quality" / "extractor_work" / "checkpoints"
+    returncode, output, saved = _kill_after_first_checkpoint(killed, EXTRACTOR, configs, "feature_extractor.py",
+                                                             checkpoints)
+    assert returncode != 0, "the killed training job should fail its first run"
     assert not (killed / EXTRACTOR).exists()
-    saved = sorted(int(p.stem.split("_")[1]) for p in checkpoints.glob("ckpt_*.pt"))
     assert saved, f"no checkpoint was committed before the kill:\n{output[-3000:]}"
 
     rerun = snakemake(killed, EXTRACTOR, configfiles=configs, cores=1)
