@@ -255,3 +255,16 @@ def test_preprocess_refuses_files_csv_out_of_step(tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match=r"files\.csv: has no reading of 1 \.mat file.*patient01_a\.mat"):
         preprocess_dataset(out / "manifest.csv", root, tmp_path / "pre", size=16, progress=False)
     assert not (tmp_path / "pre").exists()
+
+
+def test_mat_clips_behind_a_link_out_of_the_dataset_are_read_only_with_follow_links_outside(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    clip = np.random.default_rng(3).integers(0, 256, (H, W, 5), dtype=np.uint8)
+    scipy.io.savemat(outside / "a.mat", {"frames": clip})
+    root = _dataset(tmp_path / "data", {"b.mat": {"frames": clip}})
+    (root / "more").symlink_to(outside, target_is_directory=True)
+    pd.DataFrame({"file": ["b.mat", "more/a.mat"], "score": 1}).to_csv(root / "scores.csv", index=False)
+    _assert_fails_cleanly(root, tmp_path / "off", r"more/a\.mat.*missing")  # the link is not followed by default
+    manifest = _ingest(root, tmp_path / "on", follow_links_outside=True)
+    assert sorted(set(manifest["source"])) == ["b.mat", "more/a.mat"] and len(manifest) == 10

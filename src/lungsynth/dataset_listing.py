@@ -66,14 +66,16 @@ def _join(root: str, rel: str) -> str:
     return os.path.join(root, rel.replace("\\", "/"))
 
 
+def is_within(path: str, base: str) -> bool:
+    """Whether resolved ``path`` is ``base`` or lies below it (both resolved); the readers use it too."""
+    try:
+        return os.path.commonpath([path, base]) == base
+    except ValueError:  # different drives
+        return False
+
+
 def _is_inside(target: str, bases: Iterable[str]) -> bool:
-    for base in bases:
-        try:
-            if os.path.commonpath([target, base]) == base:
-                return True
-        except ValueError:  # different drives
-            continue
-    return False
+    return any(is_within(target, base) for base in bases)
 
 
 def _split_list_paths(split_lists: Any) -> list[str]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from lungsynth.dataset_listing import is_within
 from lungsynth.errors import ConfigError, InputDataError
 from lungsynth.volumes import AFFINE_LINEAR_TOL, AFFINE_TRANSLATION_TOL_MM, grid_mismatch, nifti_to_stack_and_affine
 
@@ -114,14 +115,6 @@ def _rel(root: Path, path: str | Path) -> str:
         return Path(path).as_posix()
 
 
-def _is_within(path: str, base: str) -> bool:
-    """Whether resolved ``path`` is ``base`` or lies below it (both resolved)."""
-    try:
-        return os.path.commonpath([path, base]) == base
-    except ValueError:  # different drives
-        return False
-
-
 def _list_files(
     folder: Path,
     suffixes: Iterable[str] | None,
@@ -199,7 +192,7 @@ def _list_files(
                         found.append(path)  # the reader reports the broken link
                     else:
                         leave_out("broken symbolic link(s)", path, os.readlink(path))
-                elif _is_within(target, root_real):
+                elif is_within(target, root_real):
                     inner = _rel(Path(root_real), target)
                     leave_out("symbolic link(s) into the dataset (never followed: their targets are read under "
                               "their own paths, not twice)", path, "the dataset root" if inner == "." else inner)
@@ -1068,7 +1061,7 @@ def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record
     """Run the reader named by ``spec["format"]`` with the spec's options.
 
     Keys used: ``format``, ``classes``, ``patient_regex``, ``on_bad_file``,
-    ``follow_links_outside`` (not for the ultrasound formats yet), ``mask_labels``,
+    ``follow_links_outside``, ``mask_labels``,
     ``nifti``, ``paired``, ``labels_csv``, ``default_class``;
     for ``lus_mat``/``lus_video`` (:mod:`lungsynth.ultrasound`) also
     ``scores_csv``, ``variable``, ``path_column``, ``score_column``,
@@ -1104,6 +1097,7 @@ def scan_dataset(root: str | Path, spec: Mapping[str, Any]) -> tuple[list[Record
             "frame_stride": spec.get("frame_stride") or 1, "max_frames": spec.get("max_frames"),
             "scores": spec.get("scores") if spec.get("scores") is not None else (0, 1, 2, 3),
             "split_by": spec.get("split_by") or "patient", "patient_regex": regex, "on_bad_file": on_bad_file,
+            "follow_links_outside": follow,
         }
         if fmt == "lus_mat":
             return ultrasound.scan_lus_mat(root, scores_csv=spec.get("scores_csv") or "scores.csv",

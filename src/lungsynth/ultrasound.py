@@ -418,6 +418,7 @@ def scan_lus_mat(
     split_by: str = "patient",
     patient_regex: str | None = None,
     on_bad_file: str = "error",
+    follow_links_outside: bool = False,
 ) -> tuple[list[Record], list[Skipped]]:
     """Scan ``.mat`` LUS clips (recursive) scored by ``scores_csv`` (columns file,score; relative to ``root``).
 
@@ -429,7 +430,8 @@ def scan_lus_mat(
     files (empty, not a MAT-file, no video array, ambiguous layout, score
     outside ``scores``) raise :class:`InputDataError` or are skipped
     (``on_bad_file="skip"``); a listed file that is missing always raises.
-    ``format`` = ``lus_mat``. Returns :class:`ScanRecords` (how each file was read).
+    ``format`` = ``lus_mat``. Returns :class:`ScanRecords` (how each file was read). The folder walk
+    follows symbolic links as :func:`lungsynth.readers._list_files` does (``follow_links_outside``).
     """
     root = Path(root)
     stride, cap, allowed = _check_options(frame_stride, max_frames, scores, split_by)
@@ -437,7 +439,7 @@ def scan_lus_mat(
     pattern = _compile_patient_regex(patient_regex or DEFAULT_PATIENT_REGEX)
     assert pattern is not None
     bad = _BadFiles(root, on_bad_file)
-    mats = _list_files(root, MAT_SUFFIXES)
+    mats = _list_files(root, MAT_SUFFIXES, follow_links_outside=follow_links_outside)
     csv_path = root / scores_csv
     listed = _scores_index(csv_path, root, mats)
     unlisted = [p for p in mats if p not in listed]
@@ -547,6 +549,7 @@ def scan_lus_videos(
     split_by: str = "patient",
     patient_regex: str | None = None,
     on_bad_file: str = "error",
+    follow_links_outside: bool = False,
     files: Iterable[str] | None = None,
 ) -> tuple[list[Record], list[Skipped]]:
     """Scan LUS videos (gif mp4 mov mpeg mpg avi m4v, any case) listed in ``labels_csv`` (POCUS layout).
@@ -558,7 +561,9 @@ def scan_lus_videos(
     videos, unsupported suffixes and scores outside ``scores`` are bad files.
     ``patient``: the ``patient_regex`` group (default ``^(?P<patient>patient\\d+)``)
     in the file stem, else the stem (``split_by="video"``: always the stem).
-    ``format`` = ``lus_video``. Returns :class:`ScanRecords` (how each file was read).
+    ``format`` = ``lus_video``. Returns :class:`ScanRecords` (how each file was read). Listed videos
+    are read where the CSV points; the walk that finds unlisted ones follows links as
+    :func:`lungsynth.readers._list_files` does (``follow_links_outside``).
     """
     root = Path(root)
     stride, cap, allowed = _check_options(frame_stride, max_frames, scores, split_by)
@@ -581,7 +586,7 @@ def scan_lus_videos(
                                  "add the file or remove its row")
         rows.append((path, _parse_score(score_text, csv_path, rel)))
     listed = {p for p, _ in rows}
-    unlisted = [p for p in _list_files(root, VIDEO_SUFFIXES) if p not in listed]
+    unlisted = [p for p in _list_files(root, VIDEO_SUFFIXES, follow_links_outside=follow_links_outside) if p not in listed]
     if unlisted and keep is None:
         logger.warning("%d video files are not in %s (ignored), e.g. %s", len(unlisted), labels_csv,
                        _rel(root, unlisted[0]))
