@@ -91,12 +91,6 @@ class MixedPrecision:
         self.scaler.update()
 
 
-def mixed_precision(enabled: bool, device: torch.device) -> tuple[bool, torch.dtype, torch.amp.GradScaler]:
-    """``(use_amp, dtype, scaler)`` of :class:`MixedPrecision` (for inference code that only needs autocast)."""
-    precision = MixedPrecision(enabled, device)
-    return precision.enabled, precision.dtype, precision.scaler
-
-
 # --------------------------------------------------------------------------- fingerprints and checkpoints
 
 _UNFINGERPRINTED = frozenset({"checkpoint_every", "device", "amp"})

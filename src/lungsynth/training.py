@@ -21,7 +21,6 @@ from .engine import (  # noqa: F401  (re-exported: the loop's pieces used to liv
     LossLog,
     Step,
     TrainingLoop,
-    mixed_precision,
     run_fingerprint,
     seeded_generator,
     select_device,
