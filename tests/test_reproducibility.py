@@ -77,6 +77,25 @@ def _kill_after_first_checkpoint(workdir: Path, target: str, configs, script: st
     return run.returncode, output, sorted(int(p.stem.split("_")[1]) for p in checkpoints.glob("ckpt_*.pt"))
 
 
+def _resumed_step(workdir: Path, target: str, configs, log: str, unit: str) -> tuple[int, int]:
+    """Rerun the workflow for ``target``; the ``(step, total)`` its job log says it resumed from."""
+    rerun = snakemake(workdir, target, configfiles=configs, cores=1)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    text = (workdir / "results" / "logs" / log).read_text()
+    match = re.search(rf"resuming from checkpoint at {unit} (\d+) of (\d+)", text)
+    assert match, text[-3000:]
+    return int(match.group(1)), int(match.group(2))
+
+
+def _uninterrupted(tmp_path: Path, target: str, configs) -> Path:
+    """A clean run of ``target`` in its own folder."""
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    uninterrupted = snakemake(straight, target, configfiles=configs, cores=1)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
+    return straight
+
+
 @pytest.mark.slow
 def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(tmp_path):
     override = tmp_path / "long.yaml"
@@ -91,18 +110,10 @@ def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_r
     assert not (killed / GENERATOR).exists(), "a killed job must leave no output under its final name"
     assert saved, f"no checkpoint was committed before the kill:\n{output[-3000:]}"
 
-    rerun = snakemake(killed, GENERATOR, configfiles=configs, cores=1)
-    assert rerun.returncode == 0, rerun.stderr[-4000:]
-    log = (killed / "results" / "logs" / "train_dcgan" / "phantom_ct_covid.log").read_text()
-    match = re.search(r"resuming from checkpoint at step (\d+) of (\d+)", log)
-    assert match, log[-3000:]
-    resumed, total = int(match.group(1)), int(match.group(2))
+    resumed, total = _resumed_step(killed, GENERATOR, configs, "train_dcgan/phantom_ct_covid.log", "step")
     assert resumed >= saved[-1] and 0 < resumed < total
 
-    straight = tmp_path / "straight"
-    straight.mkdir()
-    uninterrupted = snakemake(straight, GENERATOR, configfiles=configs, cores=1)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
+    straight = _uninterrupted(tmp_path, GENERATOR, configs)
     a = torch.load(killed / GENERATOR, weights_only=True)
     b = torch.load(straight / GENERATOR, weights_only=True)
     assert a["step"] == b["step"] == total
@@ -134,26 +145,15 @@ def test_feature_extractor_job_killed_with_sigkill_resumes_and_matches_an_uninte
     assert not (killed / EXTRACTOR).exists()
     assert saved, f"no checkpoint was committed before the kill:\n{output[-3000:]}"
 
-    rerun = snakemake(killed, EXTRACTOR, configfiles=configs, cores=1)
-    assert rerun.returncode == 0, rerun.stderr[-4000:]
-    log = (killed / "results" / "logs" / "feature_extractor" / "phantom_ct_seg.log").read_text()
-    match = re.search(r"resuming from checkpoint at epoch (\d+) of (\d+)", log)
-    assert match, log[-3000:]
-    resumed, total = int(match.group(1)), int(match.group(2))
+    resumed, total = _resumed_step(killed, EXTRACTOR, configs, "feature_extractor/phantom_ct_seg.log", "epoch")
     assert resumed >= saved[-1] and 0 < resumed < total == 200
 
-    straight = tmp_path / "straight"
-    straight.mkdir()
-    uninterrupted = snakemake(straight, EXTRACTOR, configfiles=configs, cores=1)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-4000:]
+    straight = _uninterrupted(tmp_path, EXTRACTOR, configs)
     a = torch.load(killed / EXTRACTOR, weights_only=True)
     b = torch.load(straight / EXTRACTOR, weights_only=True)
-    weights_a = a.get("state_dict", a)
-    weights_b = b.get("state_dict", b)
-    assert weights_a.keys() == weights_b.keys()
-    for key in weights_a:
-        if isinstance(weights_a[key], torch.Tensor):
-            assert torch.equal(weights_a[key], weights_b[key]), key
+    assert a["config"] == b["config"] and a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     pd.testing.assert_frame_equal(pd.read_csv(killed / EXTRACTOR_HISTORY), pd.read_csv(straight / EXTRACTOR_HISTORY))
 
 
