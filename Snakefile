@@ -1,5 +1,5 @@
 # lungsynth: trained GANs and synthetic lung images from a small dataset, and proof of their quality.
-# The config is validated against workflow/schemas/config.schema.yaml before anything runs.
+# The config is validated against the package's schema (src/lungsynth/schemas/config.schema.yaml) before anything runs.
 from snakemake.utils import min_version
 
 min_version("9.0")

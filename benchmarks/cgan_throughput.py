@@ -20,15 +20,9 @@ import time
 import torch
 
 from lungsynth.config import load_config, preprocess_settings
-from lungsynth.training import select_device
-from lungsynth.training_cgan import (
-    CGANSettings,
-    build_networks,
-    method_spec,
-    method_steps,
-    synthesise,
-    train_cgan_step,
-)
+from lungsynth.engine import select_device
+from lungsynth.methods.cgan.train import build_networks, CGANSettings, method_steps, synthesise, train_cgan_step
+from lungsynth.methods.cgan.specs import method_spec
 
 
 def random_pairs(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

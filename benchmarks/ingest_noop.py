@@ -1,7 +1,7 @@
 """Time a no-op ``snakemake -n`` on an ingested image_folder dataset of many tiny files.
 
 The ingest rule digests the dataset's file listing at every Snakemake start
-(``params.content``, :func:`lungsynth.dataset_listing.dataset_fingerprint`).
+(``params.content``, :func:`lungsynth.data.listing.dataset_fingerprint`).
 This writes ``--files`` tiny PNGs (two class folders) in a temporary folder,
 runs ingest once, then times the fingerprint itself and a no-op dry run, which
 must say "Nothing to be done", and checks that touching one file plans ingest.
@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from lungsynth.dataset_listing import dataset_fingerprint  # noqa: E402
+from lungsynth.data.listing import dataset_fingerprint  # noqa: E402
 
 CONFIG = """\
 datasets:

@@ -2,7 +2,7 @@
 
 Builds 200 grayscale 256x256 uint8 images (frames of the lus-pocus sample in
 ``../shared/realdata`` or ``$LUNGSYNTH_REALDATA`` when present, else deterministic
-synthetic speckle), times ``lungsynth.similarity.pairwise("ms_ssim", images)`` over all
+synthetic speckle), times ``lungsynth.metrics.similarity.pairwise("ms_ssim", images)`` over all
 N(N-1)/2 pairs, times ``sewar.full_ref.msssim`` on a random sample of those pairs in the
 same run, and checks agreement with pytorch-msssim and sewar.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lungsynth.similarity import pairwise
+from lungsynth.metrics.similarity import pairwise
 
 DEFAULT_REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 

@@ -64,26 +64,22 @@ import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from lungsynth.ablation import study_ratios, unet_study_cells
-from lungsynth.cgan_methods import configured_methods
-from lungsynth.classifier import train_classifier
+from lungsynth.studies.design import study_ratios, unet_study_cells
+from lungsynth.methods.cgan.specs import configured_methods
+from lungsynth.tasks.classifier import train_classifier
 from lungsynth.config import load_config, load_schema, preprocess_settings, train_settings, validate_config
 from lungsynth.errors import ConfigError
-from lungsynth.models.densenet import DenseNetClassifier
-from lungsynth.models.unet import UNet
-from lungsynth.quality import DomainFeatureExtractor, train_feature_extractor
-from lungsynth.segdata import N_LABELS
-from lungsynth.segmentation import N_CLASSES, UNetSettings, train_unet
-from lungsynth.training import DCGANSettings, build_dcgan, select_device, train_dcgan
-from lungsynth.training_cgan import (
-    CGANSettings,
-    build_networks,
-    method_spec,
-    method_steps,
-    scale_weights,
-    train_cgan_step,
-)
-from lungsynth.training_lus import LUSSettings, build_lus_gan, train_lus_gan
+from lungsynth.networks.densenet import DenseNetClassifier
+from lungsynth.networks.unet import UNet
+from lungsynth.networks.feature_extractor import DomainFeatureExtractor
+from lungsynth.tasks.feature_extractor import train_feature_extractor
+from lungsynth.data.segmentation import N_LABELS
+from lungsynth.tasks.segmentation import N_CLASSES, UNetSettings, train_unet
+from lungsynth.methods.dcgan.train import build_dcgan, DCGANSettings, train_dcgan
+from lungsynth.engine import select_device
+from lungsynth.methods.cgan.train import build_networks, CGANSettings, method_steps, scale_weights, train_cgan_step
+from lungsynth.methods.cgan.specs import method_spec
+from lungsynth.methods.lusgan.train import LUSSettings, build_lus_gan, train_lus_gan
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "config.yaml"

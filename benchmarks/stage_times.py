@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lungsynth.report import stage_table
+from lungsynth.report.build import stage_table
 
 
 def main() -> None:

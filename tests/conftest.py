@@ -190,7 +190,7 @@ def _write_nifti_case(
     """Write ``images/<case>`` (and masks) from ``(S, H, W)`` display stacks via ``stack_to_nifti``."""
     import nibabel as nib
 
-    from lungsynth.volumes import stack_to_nifti
+    from lungsynth.data.volumes import stack_to_nifti
 
     spacing = (0.8, 0.8, 2.5)
     for folder, data in (("images", stack), ("lung_masks", lung), ("infection_masks", infection)):

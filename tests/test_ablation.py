@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from lungsynth.ablation import (
+from lungsynth.studies.design import (
     add_composition,
     fold_indices,
     fold_metrics,
@@ -116,7 +116,7 @@ def test_classifier_summary_equals_scipy():
 def test_classifier_training_split_adds_per_class_share_and_nothing_at_zero():
     import torch
 
-    from lungsynth.pipeline_ablation import classifier_training_split
+    from lungsynth.studies.jobs import classifier_training_split
 
     train = {"images": torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1), "labels": torch.tensor([0] * 6 + [1] * 4),
              "classes": ["covid", "noncovid"]}
@@ -130,7 +130,7 @@ def test_classifier_training_split_adds_per_class_share_and_nothing_at_zero():
 
 
 def test_report_layouts_follow_the_paper():
-    from lungsynth.report_ablation import classifier_layout, paper_layout
+    from lungsynth.report.studies import classifier_layout, paper_layout
 
     rows = []
     for method, ratio, n_seeds in (("real only", 0.0, 2), ("globallocal", 0.5, 2), ("pix2pix", 0.5, 2)):
@@ -156,7 +156,7 @@ def test_intervals_stay_inside_the_metric_range():
 
 
 def test_unet_study_cells_per_seed_real_modes_and_compared_methods():
-    from lungsynth.ablation import study_ratios, unet_study_cells
+    from lungsynth.studies.design import study_ratios, unet_study_cells
 
     seg = {"max_ratio": 0.5, "step": 0.1, "seeds": [0, 1, 2], "modes": ["replace", "add"], "method": "globallocal",
            "compare_at_max": True}

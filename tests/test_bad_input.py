@@ -1,6 +1,6 @@
 """Bad-input corpus: symbolic links, DICOM by content, precise messages, NIfTI image/mask headers.
 
-Each error case runs through :func:`lungsynth.ingest.ingest_dataset` and checks the
+Each error case runs through :func:`lungsynth.data.ingest.ingest_dataset` and checks the
 exception, its message (file named, cause stated) and that no manifest or
 skipped-files report was left behind. Cases that must work check the values read.
 """
@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from lungsynth.errors import InputDataError
-from lungsynth.ingest import ingest_dataset, read_manifest
-from lungsynth.readers import load_image, load_mask, scan_dataset
+from lungsynth.data.ingest import ingest_dataset, read_manifest
+from lungsynth.data.readers import load_image, load_mask, scan_dataset
 
 CLASSES = {"covid": "CT_COVID", "noncovid": "CT_NonCOVID"}
 REGEX = r"^(?P<patient>.+?)(%\d+)?$"

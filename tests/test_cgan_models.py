@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lungsynth.models.cgan import (
+from lungsynth.networks.cgan import (
     DESUM,
     DFMWeighting,
     GlobalGenerator,
@@ -30,7 +30,7 @@ from lungsynth.models.cgan import (
     init_weights_,
     region_average,
 )
-from lungsynth.models.dcgan import count_parameters
+from lungsynth.networks.dcgan import count_parameters
 
 L, C, S = 4, 1, 64  # label channels, image channels, side
 

@@ -6,21 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lungsynth.models.cgan import DFMWeighting, MultiscaleDiscriminator
-from lungsynth.training_cgan import (
-    METHODS,
-    VARIANTS,
-    CGANSettings,
-    build_networks,
-    dfm_objective,
-    load_cgan,
-    lr_factor,
-    method_spec,
-    method_steps,
-    scale_weights,
-    synthesise,
-    train_cgan_step,
-)
+from lungsynth.networks.cgan import DFMWeighting, MultiscaleDiscriminator
+from lungsynth.methods.cgan.specs import method_spec, METHODS, VARIANTS
+from lungsynth.methods.cgan.train import build_networks, CGANSettings, dfm_objective, load_cgan, lr_factor, method_steps, scale_weights, synthesise, train_cgan_step
 
 TINY_MODEL = {
     "width": 4, "n_downsample_global": 2, "n_blocks_global": 1, "n_blocks_local": 1, "desum_hidden": 4,

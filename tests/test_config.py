@@ -157,7 +157,7 @@ def test_a_window_override_that_inherits_a_valid_top_level_window_passes():
 
 
 def test_split_lists_take_one_file_or_a_list_as_the_code_does():
-    """The schema admits what lungsynth.splits reads: one list file per split, or several."""
+    """The schema admits what lungsynth.data.splits reads: one list file per split, or several."""
     for lists in ({"train": "a.txt"}, {"train": ["a.txt", "b.txt"], "test": "c.txt"}):
         config = validate_config({"datasets": {"x": {"format": "image_folder", "path": "x", "split_lists": lists}},
                                   "dcgan": {"enabled": False}, "ablation": {"classifier": {"enabled": False}}})

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lungsynth import quality as q
-from lungsynth.classifier import train_classifier
+from lungsynth.tasks import feature_extractor as fx
+from lungsynth.tasks.classifier import train_classifier
 from lungsynth.engine import CheckpointStore, Step, TrainingLoop, Value, run_fingerprint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,10 +104,10 @@ def test_feature_extractor_resumes_bit_exactly_from_an_epoch_checkpoint(tmp_path
     images = torch.randint(0, 256, (32, 1, 32, 32), generator=gen, dtype=torch.uint8)
     labels = torch.randint(0, 4, (32, 32, 32), generator=gen, dtype=torch.uint8)
     kwargs = dict(width=4, epochs=3, batch_size=8, seed=2, progress=False)
-    whole, history = q.train_feature_extractor(images, labels, work_dir=tmp_path / "whole", **kwargs)
-    stopped, partial = q.train_feature_extractor(images, labels, work_dir=tmp_path / "split", stop_after=1, **kwargs)
+    whole, history = fx.train_feature_extractor(images, labels, work_dir=tmp_path / "whole", **kwargs)
+    stopped, partial = fx.train_feature_extractor(images, labels, work_dir=tmp_path / "split", stop_after=1, **kwargs)
     assert stopped is None and len(partial) == 1
-    resumed, history_resumed = q.train_feature_extractor(images, labels, work_dir=tmp_path / "split", **kwargs)
+    resumed, history_resumed = fx.train_feature_extractor(images, labels, work_dir=tmp_path / "split", **kwargs)
     pd.testing.assert_frame_equal(history, history_resumed)
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key

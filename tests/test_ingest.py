@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from lungsynth.errors import ConfigError, InputDataError
-from lungsynth.ingest import ingest_dataset, read_manifest, records_to_frame
-from lungsynth.readers import MANIFEST_COLUMNS, load_image, load_mask, scan_dicom, scan_image_folder, scan_nifti
-from lungsynth.splits import SplitLeakageError, assign_splits, check_no_leakage
+from lungsynth.data.ingest import ingest_dataset, read_manifest, records_to_frame
+from lungsynth.data.readers import MANIFEST_COLUMNS, load_image, load_mask, scan_dicom, scan_image_folder, scan_nifti
+from lungsynth.data.splits import SplitLeakageError, assign_splits, check_no_leakage
 
 CLASSES = {"covid": "CT_COVID", "noncovid": "CT_NonCOVID"}
 REGEX = r"^(?P<patient>.+?)(%\d+)?$"
@@ -260,7 +260,7 @@ def test_realdata_covid_ct_split_lists(realdata_dir, tmp_path):
 
 @pytest.mark.realdata
 def test_realdata_covid_semiseg_paired(realdata_dir):
-    from lungsynth.readers import scan_paired_folder
+    from lungsynth.data.readers import scan_paired_folder
 
     root = realdata_dir / "covid-semiseg" / "train"
     records, skipped = scan_paired_folder(root, images="Imgs", masks="GT", default_class="covid")
@@ -335,7 +335,7 @@ def test_patient_level_split_with_several_classes_per_patient():
     """Lung-ultrasound exams: each patient has areas of different scores; patients stay whole."""
     import pandas as pd
 
-    from lungsynth.splits import assign_splits, check_no_leakage
+    from lungsynth.data.splits import assign_splits, check_no_leakage
 
     rows = []
     for p in range(12):

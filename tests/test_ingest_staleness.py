@@ -1,4 +1,4 @@
-"""Ingest reruns exactly when a dataset's content changes (lungsynth.dataset_listing + rule ingest).
+"""Ingest reruns exactly when a dataset's content changes (lungsynth.data.listing + rule ingest).
 
 Unit tests of the content fingerprint on real folders, then the workflow on a
 small image_folder dataset: after a first run, ``snakemake -n`` plans ingest
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from wfutil import REPO, job_counts, snakemake
 
-from lungsynth.dataset_listing import dataset_entries, dataset_fingerprint, named_files
+from lungsynth.data.listing import dataset_entries, dataset_fingerprint, named_files
 
 SPEC = {"format": "image_folder", "classes": {"covid": "CT_COVID", "noncovid": "CT_NonCOVID"}}
 
@@ -183,7 +183,7 @@ def test_missing_root_gives_a_fingerprint(tmp_path):
 
 
 def test_listing_module_imports_no_heavy_packages():
-    code = ("import sys, lungsynth.dataset_listing; "
+    code = ("import sys, lungsynth.data.listing; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'torch', 'PIL'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env=dict(os.environ, PYTHONPATH=str(REPO / "src")))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lungsynth.losses import LOSSES, discriminator_loss, generator_loss, smoothed_targets
+from lungsynth.losses.adversarial import LOSSES, discriminator_loss, generator_loss, smoothed_targets
 
 R = [1.0, -0.5, 2.0]  # raw critic outputs on real samples
 F = [0.5, -1.0, 0.0]  # raw critic outputs on fake samples

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from lungsynth.generation import sample_generator
-from lungsynth.io_utils import torch_load, torch_save
-from lungsynth.losses import LOSSES
-from lungsynth.models.dcgan import count_parameters
-from lungsynth.models.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator
-from lungsynth.training import CheckpointStore
-from lungsynth.training_lus import LUSSettings, load_lus_generator, train_lus_gan
+from lungsynth.methods.unconditional import sample_generator
+from lungsynth.artifacts import torch_load, torch_save
+from lungsynth.losses.adversarial import LOSSES
+from lungsynth.networks.dcgan import count_parameters
+from lungsynth.networks.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator
+from lungsynth.engine import CheckpointStore
+from lungsynth.methods.lusgan.train import LUSSettings, load_lus_generator, train_lus_gan
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lungsynth.metrics import accuracy, binary_report, f1_score, roc_auc, sensitivity, specificity, t_interval, wilson_interval
+from lungsynth.metrics.classification import accuracy, binary_report, f1_score, roc_auc, sensitivity, specificity
+from lungsynth.metrics.intervals import t_interval, wilson_interval
 
 
 def test_hand_computed_case():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lungsynth.models import DCGANDiscriminator, DCGANGenerator, DenseNetClassifier
-from lungsynth.models.dcgan import count_parameters
+from lungsynth.networks import DCGANDiscriminator, DCGANGenerator, DenseNetClassifier
+from lungsynth.networks.dcgan import count_parameters
 
 PAPER_G = (3072, 1536, 768, 384, 192)
 PAPER_D = (192, 384, 768, 1536, 3072)

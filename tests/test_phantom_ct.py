@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from lungsynth.phantom import ct
 from lungsynth.phantom.ct import CLASSES, PhantomVolume, generate_patient, write_phantom_ct
-from lungsynth.volumes import nifti_to_stack
+from lungsynth.data.volumes import nifti_to_stack
 
 SIZE = 96
 SLICES = 8

@@ -1,4 +1,4 @@
-"""Tests of lungsynth.quality: FID / KID against closed forms and torchmetrics, masked pixel metrics,
+"""Tests of lungsynth.metrics.quality: FID / KID against closed forms and torchmetrics, masked pixel metrics,
 the domain feature extractor, Inception loading and the quality table."""
 
 from __future__ import annotations
@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from lungsynth import quality as q
-from lungsynth import similarity as sim
+from lungsynth.methods.cgan import quality as q
+from lungsynth.metrics import distribution as dist
+from lungsynth.metrics import masked
+from lungsynth.networks import feature_extractor as fx_net
+from lungsynth.tasks import feature_extractor as fx
+from lungsynth.metrics import similarity as sim
 from lungsynth.errors import InputDataError
 
 
@@ -49,7 +53,7 @@ def data():
 @pytest.fixture(scope="module")
 def trained(data):
     images, labels = data
-    model, history = q.train_feature_extractor(images[:160], labels[:160], width=8, epochs=8, batch_size=16,
+    model, history = fx.train_feature_extractor(images[:160], labels[:160], width=8, epochs=8, batch_size=16,
                                                lr=3e-3, seed=0, progress=False)
     return model, history
 
@@ -68,8 +72,8 @@ def test_frechet_distance_closed_form_diagonal():
     mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
     s1, s2 = rng.uniform(0.1, 3, d), rng.uniform(0.1, 3, d)
     expected = ((mu1 - mu2) ** 2).sum() + (s1 + s2 - 2 * np.sqrt(s1 * s2)).sum()
-    assert q.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-10)
-    assert q.frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(0.0, abs=1e-10)
+    assert dist.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected, rel=1e-10)
+    assert dist.frechet_distance(mu1, np.diag(s1), mu1, np.diag(s1)) == pytest.approx(0.0, abs=1e-10)
 
 
 def test_frechet_distance_full_covariance_against_eigen_formula():
@@ -82,7 +86,7 @@ def test_frechet_distance_full_covariance_against_eigen_formula():
     r = (v * np.sqrt(w)) @ v.T
     tr = np.sqrt(np.linalg.eigvalsh(r @ s2 @ r)).sum()
     expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr
-    assert q.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+    assert dist.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("n, d", [(80, 16), (30, 64)])  # N > D and singular covariances (N < D)
@@ -90,10 +94,10 @@ def test_fid_equals_frechet_distance_of_moments(n, d):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(n, d))
     y = 1.3 * rng.normal(size=(n + 5, d)) + 0.2
-    ref = q.frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
-    assert q.fid(x, y) == pytest.approx(ref, rel=1e-6)
-    assert abs(q.fid(x, x)) < 1e-9 * np.trace(np.cov(x, rowvar=False))
-    assert q.fid(x, y) > 1.0
+    ref = dist.frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    assert dist.fid(x, y) == pytest.approx(ref, rel=1e-6)
+    assert abs(dist.fid(x, x)) < 1e-9 * np.trace(np.cov(x, rowvar=False))
+    assert dist.fid(x, y) > 1.0
 
 
 class _Identity(torch.nn.Module):
@@ -117,7 +121,7 @@ def test_fid_matches_torchmetrics():
     metric = FrechetInceptionDistance(feature=_Identity(d))
     metric.update(torch.tensor(x), real=True)
     metric.update(torch.tensor(y), real=False)
-    assert q.fid(x, y) == pytest.approx(float(metric.compute()), rel=1e-8)
+    assert dist.fid(x, y) == pytest.approx(float(metric.compute()), rel=1e-8)
 
 
 # ----------------------------------------------------------------------------- KID
@@ -145,7 +149,7 @@ def test_kid_full_set_matches_torchmetrics_and_direct_formula():
     d, n = 10, 40
     x = rng.normal(size=(n, d))
     y = rng.normal(size=(n, d)) + 0.4
-    mean, std = q.kid(x, y, subset_size=n, n_subsets=3)
+    mean, std = dist.kid(x, y, subset_size=n, n_subsets=3)
     assert std == pytest.approx(0.0, abs=1e-12)  # every subset is the whole set
     metric = KernelInceptionDistance(feature=_Identity(d), subset_size=n, subsets=1)
     metric.update(torch.tensor(x), real=True)
@@ -153,7 +157,7 @@ def test_kid_full_set_matches_torchmetrics_and_direct_formula():
     assert mean == pytest.approx(float(metric.compute()[0]), rel=1e-10)
     assert mean == pytest.approx(_mmd2_direct(x, y), rel=1e-10)
     # subset_size is clamped to min(N_real, N_fake)
-    assert q.kid(x, y, subset_size=1000, n_subsets=3)[0] == pytest.approx(mean, rel=1e-12)
+    assert dist.kid(x, y, subset_size=1000, n_subsets=3)[0] == pytest.approx(mean, rel=1e-12)
 
 
 def test_kid_near_zero_for_same_distribution_positive_for_shift():
@@ -161,13 +165,13 @@ def test_kid_near_zero_for_same_distribution_positive_for_shift():
     d = 32
     x, y = rng.normal(size=(300, d)), rng.normal(size=(300, d))
     shifted = rng.normal(size=(300, d)) + 0.3
-    same, same_std = q.kid(x, y, subset_size=100, n_subsets=50)
-    diff, _ = q.kid(x, shifted, subset_size=100, n_subsets=50)
+    same, same_std = dist.kid(x, y, subset_size=100, n_subsets=50)
+    diff, _ = dist.kid(x, shifted, subset_size=100, n_subsets=50)
     assert diff > 0.05
     assert abs(same) < 0.1 * diff
     assert abs(same) < 3 * same_std
-    assert q.kid(x, y, seed=1) != q.kid(x, y, seed=2)
-    assert q.kid(x, y, seed=1) == q.kid(x, y, seed=1)
+    assert dist.kid(x, y, seed=1) != dist.kid(x, y, seed=2)
+    assert dist.kid(x, y, seed=1) == dist.kid(x, y, seed=1)
 
 
 def test_bootstrap_intervals():
@@ -175,22 +179,22 @@ def test_bootstrap_intervals():
     d = 16
     x = rng.normal(size=(120, d))
     y = rng.normal(size=(120, d)) + 0.3
-    f = q.fid_interval(x, y, n_bootstrap=30, seed=0, paired=True)
-    assert f["value"] == pytest.approx(q.fid(x, y))
+    f = dist.fid_interval(x, y, n_bootstrap=30, seed=0, paired=True)
+    assert f["value"] == pytest.approx(dist.fid(x, y))
     assert f["low"] < f["high"] and f["value"] > 0
     assert f["low"] <= f["value"] <= f["high"]  # basic bootstrap: the resampling bias is removed
-    assert q.fid_interval(x, y, n_bootstrap=30, seed=0, paired=True) == f  # deterministic
-    k = q.kid_interval(x, y, subset_size=50, n_subsets=20, n_bootstrap=30, seed=0)
-    assert k["value"] == pytest.approx(q.kid(x, y, subset_size=50, n_subsets=20)[0])
+    assert dist.fid_interval(x, y, n_bootstrap=30, seed=0, paired=True) == f  # deterministic
+    k = dist.kid_interval(x, y, subset_size=50, n_subsets=20, n_bootstrap=30, seed=0)
+    assert k["value"] == pytest.approx(dist.kid(x, y, subset_size=50, n_subsets=20)[0])
     assert k["low"] < k["value"] < k["high"]  # duplicates do not bias the KID replicates
-    same = q.kid_interval(x, rng.normal(size=(100, d)), subset_size=50, n_subsets=20, n_bootstrap=30)
+    same = dist.kid_interval(x, rng.normal(size=(100, d)), subset_size=50, n_subsets=20, n_bootstrap=30)
     assert same["low"] < 0 < same["high"]
     # fakes close to their real partners: resampling pairs together would push every replicate below the value
-    close = q.kid_interval(x, x + 0.05 * rng.normal(size=x.shape), subset_size=50, n_subsets=20, n_bootstrap=30)
+    close = dist.kid_interval(x, x + 0.05 * rng.normal(size=x.shape), subset_size=50, n_subsets=20, n_bootstrap=30)
     assert close["low"] < close["value"] < close["high"]
     with pytest.raises(ValueError, match="paired"):
-        q.fid_interval(x, y[:50], paired=True)
-    empty = q.fid_interval(x, y, n_bootstrap=0)
+        dist.fid_interval(x, y[:50], paired=True)
+    empty = dist.fid_interval(x, y, n_bootstrap=0)
     assert math.isnan(empty["low"]) and math.isnan(empty["high"])
 
 
@@ -203,10 +207,10 @@ def test_masked_metrics_equal_unmasked_with_full_mask():
         x = torch.from_numpy(rng.integers(0, 256, shape, dtype=np.uint8))
         y = torch.from_numpy(np.clip(x.numpy() + rng.normal(0, 20, shape), 0, 255).astype(np.uint8))
         full = torch.ones(shape[0], *shape[2:], dtype=torch.bool)
-        assert torch.equal(q.masked_psnr(x, y, full), sim.psnr(x, y))
-        assert torch.equal(q.masked_rmse(x, y, full), sim.rmse(x, y))
-        assert torch.equal(q.masked_ssim(x, y, full), sim.ssim(x, y))
-        assert q.masked_ssim(x, y, full).dtype == torch.float64
+        assert torch.equal(masked.masked_psnr(x, y, full), sim.psnr(x, y))
+        assert torch.equal(masked.masked_rmse(x, y, full), sim.rmse(x, y))
+        assert torch.equal(masked.masked_ssim(x, y, full), sim.ssim(x, y))
+        assert masked.masked_ssim(x, y, full).dtype == torch.float64
 
 
 def test_ssim_map_mean_is_ssim():
@@ -226,8 +230,8 @@ def test_masked_psnr_rmse_hand_computed():
     y[0, 0, 3, 3] = 200  # error only outside the mask -> identical region
     y[1, 0, 0, 0] = 10  # one error of 10 inside: MSE = 100 / 4 = 25
     mask[2] = False  # empty region
-    psnr = q.masked_psnr(x, y, mask)
-    rmse = q.masked_rmse(x, y, mask)
+    psnr = masked.masked_psnr(x, y, mask)
+    rmse = masked.masked_rmse(x, y, mask)
     assert psnr[0] == math.inf and rmse[0] == 0.0
     assert psnr[1].item() == pytest.approx(10 * math.log10(255**2 / 25))
     assert rmse[1].item() == pytest.approx(5.0)
@@ -241,7 +245,7 @@ def test_masked_ssim_crops_mask_by_half_window():
     mask = torch.zeros(2, 32, 32, dtype=torch.bool)
     mask[0, 10:20, 8:16] = True
     mask[1, :5, :] = True  # only within 5 px of the border: no window centre -> NaN
-    value = q.masked_ssim(x, y, mask)
+    value = masked.masked_ssim(x, y, mask)
     expected = sim.ssim_map(x, y)[0, 0, 5:15, 3:11].mean()
     assert value[0].item() == pytest.approx(expected.item(), rel=1e-12)
     assert math.isnan(value[1])
@@ -251,7 +255,7 @@ def test_masked_ssim_crops_mask_by_half_window():
 
 
 def test_domain_extractor_shapes_and_determinism():
-    model = q.DomainFeatureExtractor(width=4).eval()
+    model = fx_net.DomainFeatureExtractor(width=4).eval()
     assert model.feature_dim == 64
     x = torch.rand(3, 1, 48, 48) * 2 - 1
     assert model(x).shape == (3, 4, 3, 3)
@@ -270,27 +274,27 @@ def test_train_feature_extractor_learns_and_round_trips(trained, data, tmp_path)
     assert history["balanced_accuracy"].iloc[-1] > history["balanced_accuracy"].iloc[0]
     assert not model.training
     path = tmp_path / "features.pt"
-    q.save_feature_extractor(model, path)
-    loaded = q.load_feature_extractor(path)
+    fx.save_feature_extractor(model, path)
+    loaded = fx.load_feature_extractor(path)
     images = data[0][160:]
-    a = q.extract_features(model, images, batch_size=32)
-    b = q.extract_features(loaded, images, batch_size=32)
+    a = fx.extract_features(model, images, batch_size=32)
+    b = fx.extract_features(loaded, images, batch_size=32)
     assert a.dtype == np.float64 and a.shape == (80, 128)
     assert np.array_equal(a, b)
-    c = q.extract_features(loaded, images, batch_size=7)
+    c = fx.extract_features(loaded, images, batch_size=7)
     assert np.allclose(a, c, rtol=1e-5, atol=1e-6)
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputDataError, match="bad.pt"):
-        q.load_feature_extractor(tmp_path / "bad.pt")
+        fx.load_feature_extractor(tmp_path / "bad.pt")
 
 
 def test_train_feature_extractor_is_deterministic(data):
     images, labels = data[0][:48], data[1][:48]
-    runs = [q.train_feature_extractor(images, labels, width=4, epochs=1, batch_size=16, seed=3, progress=False)
+    runs = [fx.train_feature_extractor(images, labels, width=4, epochs=1, batch_size=16, seed=3, progress=False)
             for _ in range(2)]
     for (k, a), b in zip(runs[0][0].state_dict().items(), runs[1][0].state_dict().values()):
         assert torch.equal(a, b), k
-    other, _ = q.train_feature_extractor(images, labels, width=4, epochs=1, batch_size=16, seed=4, progress=False)
+    other, _ = fx.train_feature_extractor(images, labels, width=4, epochs=1, batch_size=16, seed=4, progress=False)
     assert not torch.equal(other.head.weight, runs[0][0].head.weight)
 
 
@@ -302,12 +306,12 @@ def test_inception_features_from_random_weights(tmp_path):
     path = tmp_path / "inception.pth"
     torch.save(net.state_dict(), path)
     del net
-    model = q.InceptionFeatures(path)
+    model = fx_net.InceptionFeatures(path)
     assert model.feature_dim == 2048
     model.train()
     assert not model.net.training
     images = np.random.default_rng(0).integers(0, 256, (2, 1, 64, 64), dtype=np.uint8)
-    f = q.extract_features(model, images)
+    f = fx.extract_features(model, images)
     assert f.shape == (2, 2048) and np.isfinite(f).all()
     assert not np.allclose(f[0], f[1], rtol=1e-3, atol=0)
 
@@ -316,14 +320,14 @@ def test_inception_bad_files_name_the_file(tmp_path):
     corrupt = tmp_path / "corrupt_weights.pth"
     corrupt.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(InputDataError, match="corrupt_weights.pth") as err:
-        q.InceptionFeatures(corrupt)
+        fx_net.InceptionFeatures(corrupt)
     assert "torchvision" in str(err.value)
     wrong = tmp_path / "wrong_keys.pth"
     torch.save({"conv.weight": torch.zeros(3)}, wrong)
     with pytest.raises(InputDataError, match="wrong_keys.pth.*missing"):
-        q.InceptionFeatures(wrong)
+        fx_net.InceptionFeatures(wrong)
     with pytest.raises(InputDataError, match="not found"):
-        q.InceptionFeatures(tmp_path / "absent.pth")
+        fx_net.InceptionFeatures(tmp_path / "absent.pth")
 
 
 # ----------------------------------------------------------------------------- table

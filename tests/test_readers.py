@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lungsynth.errors import ConfigError, InputDataError
-from lungsynth.readers import (
+from lungsynth.data.readers import (
     RECORD_COLUMNS,
     load_image,
     load_mask,

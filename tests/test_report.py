@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from lungsynth.report import interpret_shares, share_summary_table
+from lungsynth.report.build import interpret_shares, share_summary_table
 
 
 def _summary(synth_cov, real_cov, synth_non, real_non):
@@ -39,7 +39,7 @@ def _files(tmp_path):
         ("patient04_a.mat", "lus_mat", 1, 1, ".mat variable 'img' uint8 H x W x 3: one RGB frame (auto rule; mat_layout: "
          "HWN reads it as 3 gray frames)", "img", "HWC", "auto rule"),
     ]
-    from lungsynth.ingest import FILES_COLUMNS
+    from lungsynth.data.ingest import FILES_COLUMNS
 
     path = tmp_path / "files.csv"
     pd.DataFrame(rows, columns=list(FILES_COLUMNS)).to_csv(path, index=False)
@@ -47,8 +47,8 @@ def _files(tmp_path):
 
 
 def test_reading_table_counts_each_reading_with_an_example(tmp_path):
-    from lungsynth.ingest import read_files
-    from lungsynth.report import reading_table
+    from lungsynth.data.ingest import read_files
+    from lungsynth.report.build import reading_table
 
     table, notes = reading_table(read_files(_files(tmp_path)))
     assert table.to_dict("records")[0] == {"reading": ".mat variable 'video' uint8 H x W x 3 x N: RGB frames",
@@ -61,7 +61,7 @@ def test_reading_table_counts_each_reading_with_an_example(tmp_path):
 
 
 def test_report_section_shows_how_files_were_read(tmp_path):
-    from lungsynth.report import _reading_section
+    from lungsynth.report.build import _reading_section
 
     html = "".join(_reading_section(_files(tmp_path)))
     assert "How the 4 source file(s) were read" in html

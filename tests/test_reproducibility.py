@@ -271,8 +271,8 @@ class _Payload:
 
 
 def test_checkpoint_loader_refuses_pickled_code(tmp_path):
-    from lungsynth.io_utils import torch_load
-    from lungsynth.training import CheckpointStore
+    from lungsynth.artifacts import torch_load
+    from lungsynth.engine import CheckpointStore
 
     bad = tmp_path / "evil.pt"
     torch.save({"step": 1, "payload": _Payload()}, bad)

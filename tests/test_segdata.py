@@ -10,25 +10,12 @@ import pytest
 import torch
 
 from lungsynth.errors import InputDataError
-from lungsynth.ingest import ingest_dataset, read_manifest
+from lungsynth.data.ingest import ingest_dataset, read_manifest
 from lungsynth.phantom.ct import write_phantom_ct
-from lungsynth.preprocess import preprocess_slice
-from lungsynth.readers import load_image, load_mask, scan_nifti
-from lungsynth.segdata import (
-    LABEL_NAMES,
-    N_LABELS,
-    augment_pairs,
-    composite,
-    derive_lung_mask,
-    dice,
-    label_map,
-    load_segmentation_split,
-    lung_mask_image,
-    lung_region,
-    one_hot,
-    pad_resize_labels,
-    preprocess_segmentation,
-)
+from lungsynth.data.preprocess import preprocess_slice
+from lungsynth.data.readers import load_image, load_mask, scan_nifti
+from lungsynth.data.segmentation import augment_pairs, composite, derive_lung_mask, label_map, LABEL_NAMES, load_segmentation_split, lung_mask_image, lung_region, N_LABELS, one_hot, pad_resize_labels, preprocess_segmentation
+from lungsynth.metrics.segmentation import mask_dice as dice
 
 NIFTI_SPEC = {"format": "nifti", "labels_csv": "../labels.csv", "split": {"seed": 0}}
 

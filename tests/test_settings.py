@@ -7,14 +7,14 @@ import inspect
 
 import pytest
 
-from lungsynth.classifier import train_classifier
+from lungsynth.tasks.classifier import train_classifier
 from lungsynth.config import load_schema, validate_config
 from lungsynth.errors import ConfigError
-from lungsynth.quality import train_feature_extractor
-from lungsynth.segmentation import UNetSettings
-from lungsynth.training import DCGANSettings
-from lungsynth.training_cgan import CGANSettings
-from lungsynth.training_lus import LUSSettings
+from lungsynth.tasks.feature_extractor import train_feature_extractor
+from lungsynth.tasks.segmentation import UNetSettings
+from lungsynth.methods.dcgan.train import DCGANSettings
+from lungsynth.methods.cgan.train import CGANSettings
+from lungsynth.methods.lusgan.train import LUSSettings
 
 # settings class -> (schema section, fields that come from elsewhere than that section)
 SETTINGS = {

@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from lungsynth import similarity as sim
+from lungsynth.metrics import similarity as sim
 
 SIZE = 192  # MS-SSIM with 5 scales needs > 160 px (pytorch-msssim's check)
 

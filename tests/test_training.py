@@ -3,8 +3,9 @@
 import pandas as pd
 import torch
 
-from lungsynth.generation import sample_generator
-from lungsynth.training import CheckpointStore, DCGANSettings, load_generator, train_dcgan
+from lungsynth.methods.unconditional import sample_generator
+from lungsynth.engine import CheckpointStore
+from lungsynth.methods.dcgan.train import DCGANSettings, load_generator, train_dcgan
 
 MODEL = {"latent_dim": 8, "generator_widths": [16, 8], "discriminator_widths": [8, 16]}
 
@@ -45,7 +46,7 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
 
 
 def test_generated_images_are_seed_controlled(tmp_path):
-    from lungsynth.io_utils import torch_save
+    from lungsynth.artifacts import torch_save
 
     result = train_dcgan(_images(), MODEL, _settings(epochs=1), tmp_path, progress=False)
     torch_save(tmp_path / "g.pt", {k: result[k] for k in ("generator", "model_config", "channels", "image_size", "step")})

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lungsynth.models.dcgan import count_parameters
-from lungsynth.models.unet import UNet
-from lungsynth.segmentation import (
+from lungsynth.networks.dcgan import count_parameters
+from lungsynth.networks.unet import UNet
+from lungsynth.tasks.segmentation import (
     UNetSettings,
     dice_loss,
     load_unet,

@@ -1,4 +1,7 @@
-"""Config loading and validation against ``workflow/schemas/config.schema.yaml``.
+"""Config loading and validation against the schema shipped with the package (``lungsynth/schemas/config.schema.yaml``).
+
+The schema is the single source of defaults: every settings object takes its values from the
+validated config (:class:`SettingsFromDict`), and the workflow validates with the same file.
 
 :func:`validate_config` fills every default the schema declares, then checks
 types, ranges and unknown keys, then the cross-key rules no schema can state.
@@ -10,19 +13,23 @@ from __future__ import annotations
 
 import copy
 import math
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from lungsynth.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_RESOURCE = ("lungsynth", "schemas/config.schema.yaml")
 
 
-def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
-    """Read the YAML JSON-schema."""
+def load_schema(path: str | Path | None = None) -> dict:
+    """Read the YAML JSON-schema: the package's own (package data) unless ``path`` names another file."""
+    if path is None:
+        package, name = SCHEMA_RESOURCE
+        return yaml.safe_load(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
@@ -311,3 +318,24 @@ def load_config(path: str | Path) -> dict:
     with open(path, encoding="utf-8") as handle:
         raw = yaml.safe_load(handle) or {}
     return validate_config(raw)
+
+
+class SettingsFromDict:
+    """Mixin for settings dataclasses built from a validated config section.
+
+    ``from_dict`` passes every key to the constructor: a key that is not a field is an error naming
+    it, never dropped. The fields' defaults equal the schema's (``tests/test_settings.py`` ties them).
+    """
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        from dataclasses import fields
+
+        from lungsynth.errors import ConfigError
+
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(map(str, unknown))}; "
+                              f"known: {', '.join(names)}")
+        return cls(**values)

@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
-from .io_utils import atomic_path, torch_load, torch_save
-from .runlog import progress_bar
+from lungsynth.artifacts import atomic_path, torch_load, torch_save
+from lungsynth.runlog import progress_bar
 
 log = logging.getLogger(__name__)
 

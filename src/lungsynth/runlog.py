@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import LungsynthError
+from lungsynth.errors import LungsynthError
 
 
 @contextlib.contextmanager

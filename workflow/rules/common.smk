@@ -14,7 +14,7 @@ from lungsynth.config import (
     validate_config,
 )  # noqa: E402
 from lungsynth.errors import ConfigError  # noqa: E402
-from lungsynth.cgan_methods import (
+from lungsynth.methods.cgan.specs import (
     METHODS as _CGAN_METHODS,
     VARIANTS as _CGAN_VARIANTS,
 )  # noqa: E402
@@ -72,7 +72,7 @@ def ingest_input(wildcards):
             f"config key datasets.{wildcards.dataset}.path: folder '{spec['path']}' does not exist "
             f"(relative paths are taken from {Path.cwd()})"
         )
-    from lungsynth.dataset_listing import named_files
+    from lungsynth.data.listing import named_files
 
     return [spec["path"], *named_files(spec["path"], spec)]
 
@@ -82,13 +82,13 @@ def ingest_content(wildcards):
 
     Snakemake reruns a job whose params changed, so ingest and everything
     downstream rerun exactly when a file a reader could read is added,
-    removed or modified (rule: lungsynth.dataset_listing). Phantoms are the
+    removed or modified (rule: lungsynth.data.listing). Phantoms are the
     phantom rule's output, which already drives their staleness: a constant.
     """
     spec = dataset_spec(wildcards.dataset)
     if spec["format"] in ("phantom_ct", "phantom_lus"):
         return "phantom rule output"
-    from lungsynth.dataset_listing import dataset_fingerprint
+    from lungsynth.data.listing import dataset_fingerprint
 
     return dataset_fingerprint(spec["path"], spec, exclude=[RESULTS])
 
@@ -149,7 +149,7 @@ def cgan_dataset():
 
 def cgan_methods():
     """Methods and Table V variants of the conditional-GAN branch, in table order."""
-    from lungsynth.cgan_methods import configured_methods
+    from lungsynth.methods.cgan.specs import configured_methods
 
     return configured_methods(config["cgan"])
 
@@ -170,7 +170,7 @@ def cgan_previous_step(wildcards):
 
 
 def cgan_steps(method):
-    from lungsynth.cgan_methods import method_spec, method_steps
+    from lungsynth.methods.cgan.specs import method_spec, method_steps
 
     return list(method_steps(method_spec(method, config["cgan"]["model"])))
 
@@ -183,7 +183,7 @@ def cgan_final_model(wildcards):
 
 def unet_cells():
     """Cell folders of the U-Net study, relative to results/<dataset>/ablation/."""
-    from lungsynth.ablation import unet_study_cells
+    from lungsynth.studies.design import unet_study_cells
 
     cells = unet_study_cells(config["ablation"]["segmentation"], cgan_methods())
     return [f"{mode}/{method}/r{r:.2f}/s{seed}" for mode, method, r, seed in cells]
@@ -191,7 +191,7 @@ def unet_cells():
 
 def classifier_cells():
     """Cells ``r<ratio>/s<seed>`` of the classifier study."""
-    from lungsynth.ablation import study_ratios
+    from lungsynth.studies.design import study_ratios
 
     study = config["ablation"]["classifier"]
     return [f"r{r:.2f}/s{seed}" for r in study_ratios(study) for seed in study["seeds"]]

@@ -1,4 +1,4 @@
-from lungsynth.pipeline_ablation import ablation_tables_job
+from lungsynth.studies.jobs import ablation_tables_job
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):

@@ -1,4 +1,4 @@
-from lungsynth.pipeline_cgan import augment_job
+from lungsynth.methods.cgan.jobs import augment_job
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):

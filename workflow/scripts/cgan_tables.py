@@ -1,4 +1,4 @@
-from lungsynth.pipeline_cgan import cases_figure_job, table2
+from lungsynth.methods.cgan.jobs import cases_figure_job, table2
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):

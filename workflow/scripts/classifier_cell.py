@@ -1,4 +1,4 @@
-from lungsynth.pipeline_ablation import classifier_cell_job
+from lungsynth.studies.jobs import classifier_cell_job
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0], snakemake.threads):

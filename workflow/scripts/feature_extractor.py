@@ -1,4 +1,4 @@
-from lungsynth.pipeline_cgan import feature_extractor_job
+from lungsynth.methods.cgan.jobs import feature_extractor_job
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0], snakemake.threads):

@@ -1,6 +1,7 @@
-from lungsynth.generation import generate_images
+from lungsynth.methods.unconditional import generate_images
 from lungsynth.runlog import job_log
 from lungsynth.engine import select_device
+from lungsynth.methods.dcgan.train import load_generator
 
 with job_log(snakemake.log[0], snakemake.threads):
     s = snakemake.params.settings
@@ -13,4 +14,5 @@ with job_log(snakemake.log[0], snakemake.threads):
         image_dir=snakemake.output.images,
         grid_path=snakemake.output.grid,
         device=select_device(snakemake.params.device),
+        loader=load_generator,
     )

@@ -1,7 +1,7 @@
-from lungsynth.generation import generate_images
+from lungsynth.methods.unconditional import generate_images
 from lungsynth.runlog import job_log
 from lungsynth.engine import select_device
-from lungsynth.training_lus import load_lus_generator
+from lungsynth.methods.lusgan.train import load_lus_generator
 
 with job_log(snakemake.log[0], snakemake.threads):
     s = snakemake.params.settings

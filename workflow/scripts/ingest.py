@@ -1,4 +1,4 @@
-from lungsynth.ingest import ingest_dataset
+from lungsynth.data.ingest import ingest_dataset
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):

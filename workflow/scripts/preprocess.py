@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lungsynth.preprocess import preprocess_dataset
+from lungsynth.data.preprocess import preprocess_dataset
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from lungsynth.runlog import job_log
-from lungsynth.segdata import preprocess_segmentation
+from lungsynth.data.segmentation import preprocess_segmentation
 
 with job_log(snakemake.log[0]):
     s = snakemake.params.settings

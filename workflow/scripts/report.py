@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from lungsynth.report import AblationReportInputs, CGANReportInputs, LUSReportInputs, ReportInputs, build_report
+from lungsynth.report.build import AblationReportInputs, CGANReportInputs, LUSReportInputs, ReportInputs, build_report
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0]):

@@ -1,4 +1,4 @@
-from lungsynth.pipeline import score_dcgan_job
+from lungsynth.methods.dcgan.jobs import score_dcgan_job
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0], snakemake.threads):

@@ -1,4 +1,4 @@
-from lungsynth.pipeline import similarity_job
+from lungsynth.methods.lusgan.jobs import similarity_job
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0], snakemake.threads):

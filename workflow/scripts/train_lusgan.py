@@ -1,4 +1,4 @@
-from lungsynth.pipeline import train_lusgan_job
+from lungsynth.methods.lusgan.jobs import train_lusgan_job
 from lungsynth.runlog import job_log
 
 with job_log(snakemake.log[0], snakemake.threads):

@@ -1070,7 +1070,7 @@ def _write_dicom_series(folder: Path, vol: PhantomVolume, an: _Anatomy, index: i
 def _write_nifti(path: Path, stack: np.ndarray, spacing_mm: tuple[float, float, float]) -> None:
     import nibabel as nib
 
-    from lungsynth.volumes import stack_to_nifti
+    from lungsynth.data.volumes import stack_to_nifti
 
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(stack_to_nifti(stack, spacing_mm), str(path))

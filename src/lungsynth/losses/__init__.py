@@ -1,0 +1,1 @@
+"""Loss functions of the generators and critics, on raw network outputs."""

@@ -1,0 +1,175 @@
+"""DCGAN training (seed 000) on the shared resumable loop of :mod:`lungsynth.engine`.
+
+Randomness is derived from ``(seed, epoch)`` for batch order and ``(seed, step)``
+for noise and augmentation, so a run resumed from any checkpoint continues
+exactly as the uninterrupted run would have (same batches, same noise).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lungsynth.transforms.augment import random_resized_crop_flip
+from lungsynth.artifacts import torch_load
+from lungsynth.config import SettingsFromDict
+from lungsynth.data.preprocess import decode_uint8
+from lungsynth.engine import Step, TrainingLoop, run_fingerprint
+from lungsynth.networks.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
+
+log = logging.getLogger(__name__)
+
+LOSS_COLUMNS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
+
+
+@dataclass
+class DCGANSettings(SettingsFromDict):
+    """Training settings of one DCGAN (one class). See the config schema for meanings."""
+
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    checkpoint_every: int = 100
+    seed: int = 0
+    hflip: bool = True
+    crop_scale: tuple[float, float] = (0.85, 1.0)
+    amp: bool = True
+    device: str = "auto"
+
+
+def build_dcgan(model_config: dict, channels: int, image_size: int) -> tuple[DCGANGenerator, DCGANDiscriminator]:
+    """Generator and discriminator from ``dcgan.model`` settings, DCGAN-initialised."""
+    generator = DCGANGenerator(
+        latent_dim=model_config["latent_dim"],
+        out_channels=channels,
+        image_size=image_size,
+        widths=model_config["generator_widths"],
+    )
+    discriminator = DCGANDiscriminator(
+        in_channels=channels, image_size=image_size, widths=model_config["discriminator_widths"]
+    )
+    dcgan_init_(generator)
+    dcgan_init_(discriminator)
+    return generator, discriminator
+
+
+def train_dcgan(
+    images: torch.Tensor,
+    model_config: dict,
+    settings: DCGANSettings,
+    work_dir: str | Path,
+    *,
+    progress: bool = True,
+    stop_after: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> dict:
+    """Train one DCGAN on ``images`` with BCE (non-saturating G loss) and Adam.
+
+    Args:
+        images: uint8 ``(N, C, S, S)`` training images of one class.
+        model_config: ``dcgan.model`` settings (latent_dim, widths).
+        settings: training settings.
+        work_dir: folder for ``checkpoints/`` and the live ``losses.csv``; an existing
+            checkpoint there is resumed from.
+        stop_after: stop (as if killed) after this many steps in this call (tests).
+        on_step: callback after each step (tests).
+    Returns:
+        dict with ``generator`` state_dict, ``model_config``, ``step``, ``steps``,
+        ``resumed_from`` (step or None) and ``loss_csv`` path.
+    """
+    n, channels, size, _ = images.shape
+    if n == 0:
+        raise ValueError("no training images for this class")
+    batch = min(settings.batch_size, n)
+    steps_per_epoch = max(1, n // batch)
+    total_steps = settings.epochs * steps_per_epoch
+    loop = TrainingLoop(work_dir, total=total_steps, seed=settings.seed, device=settings.device, amp=settings.amp,
+                        checkpoint_every=settings.checkpoint_every, loss_columns=LOSS_COLUMNS, desc="dcgan",
+                        progress=progress, stop_after=stop_after, on_step=on_step)
+    device, precision = loop.device, loop.precision
+
+    loop.seed_torch()
+    generator, discriminator = build_dcgan(model_config, channels, size)
+    generator.to(device)
+    discriminator.to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(settings.beta1, settings.beta2))
+    loop.resume({"generator": generator, "discriminator": discriminator, "opt_g": opt_g, "opt_d": opt_d},
+                run_fingerprint(images, model_config, settings, generator, discriminator))
+
+    latent = model_config["latent_dim"]
+    perms: dict[int, torch.Tensor] = {}
+
+    def step_fn(step: int) -> Step:
+        epoch, index = divmod(step, steps_per_epoch)
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
+        rng = loop.stream(2, step)
+        real = decode_uint8(images[perms[epoch][index * batch : (index + 1) * batch]])
+        real = random_resized_crop_flip(real, rng, scale=tuple(settings.crop_scale), hflip=settings.hflip).to(device)
+        z = torch.randn(real.shape[0], latent, generator=rng).to(device)
+        ones = torch.ones(real.shape[0], device=device)
+        zeros = torch.zeros(real.shape[0], device=device)
+
+        with precision.autocast():
+            fake = generator(z)
+            logit_real = discriminator(real)
+            logit_fake = discriminator(fake.detach())
+            loss_d = F.binary_cross_entropy_with_logits(logit_real.float(), ones) + F.binary_cross_entropy_with_logits(
+                logit_fake.float(), zeros
+            )
+        opt_d.zero_grad(set_to_none=True)
+        precision.backward(loss_d)
+        precision.step(opt_d)
+
+        with precision.autocast():
+            logit_gen = discriminator(fake)
+            loss_g = F.binary_cross_entropy_with_logits(logit_gen.float(), ones)
+        opt_g.zero_grad(set_to_none=True)
+        precision.backward(loss_g)
+        precision.step(opt_g)
+        precision.update()
+
+        values = (loss_d.item(), loss_g.item(), torch.sigmoid(logit_real).mean().item(), torch.sigmoid(logit_fake).mean().item())
+        return Step(row=(step, epoch, *(round(v, 6) for v in values)),
+                    losses={"loss_d": values[0], "loss_g": values[1]},
+                    postfix={"loss_d": f"{values[0]:.3f}", "loss_g": f"{values[1]:.3f}"})
+
+    generator.train()
+    discriminator.train()
+    ended = loop.run(step_fn)
+    if ended.stopped:
+        return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
+    return {
+        "generator": generator.state_dict(),
+        "model_config": dict(model_config),
+        "channels": channels,
+        "image_size": size,
+        "step": total_steps,
+        "steps": total_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "resumed_from": ended.resumed_from,
+        "loss_csv": ended.loss_csv,
+        "device": str(device),
+    }
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> DCGANGenerator:
+    """Rebuild a trained generator from a ``generator.pt`` written by the train stage."""
+    state = torch_load(path)
+    generator = DCGANGenerator(
+        latent_dim=state["model_config"]["latent_dim"],
+        out_channels=state["channels"],
+        image_size=state["image_size"],
+        widths=state["model_config"]["generator_widths"],
+    )
+    generator.load_state_dict(state["generator"])
+    return generator.to(device).eval()

@@ -1,0 +1,1 @@
+"""Batched, seed-controlled image transforms on tensors (augmentations used in training)."""
