@@ -168,3 +168,31 @@ def test_unet_study_cells_per_seed_real_modes_and_compared_methods():
     assert ("replace", "sean", 0.5, 2) in cells and ("add", "sean", 0.5, 2) not in cells
     assert len(unet_study_cells({**seg, "compare_at_max": False}, methods)) == 3 * 11
 
+
+
+def test_study_jobs_take_the_cell_keys_from_the_caller(tmp_path):
+    import json
+
+    from lungsynth.studies.jobs import ablation_tables_job, classifier_study_job
+
+    rng = np.random.default_rng(0)
+    cells = {}
+    for seed in (0, 1):
+        for mode, method, ratio in (("real", "none", 0.0), ("replace", "globallocal", 0.5), ("add", "globallocal", 0.5)):
+            folds = pd.concat([_frame(rng.uniform(0.5, 0.9, 3), metric=m) for m in ("dice", "sensitivity", "specificity")])
+            path = tmp_path / f"folds_{mode}_{seed}.csv"
+            folds.assign(seed=seed).to_csv(path, index=False)
+            cells[(mode, method, ratio, seed)] = path
+    table = ablation_tables_job(cells, tmp_path / "tables.csv", tmp_path / "plot.png")
+    assert set(zip(table["mode"], table["method"], table["ratio"])) == {
+        ("replace", "real only", 0.0), ("add", "real only", 0.0), ("replace", "globallocal", 0.5), ("add", "globallocal", 0.5)}
+    assert (table["n_seeds"] == 2).all()
+
+    runs = {}
+    for ratio in (0.0, 0.25):
+        for seed in (0, 1, 2):
+            path = tmp_path / f"metrics_{ratio}_{seed}.json"
+            path.write_text(json.dumps({"accuracy": 0.7 + seed / 100, "f1": 0.6, "auc": 0.8 + ratio / 10}))
+            runs[(ratio, seed)] = path
+    summary = classifier_study_job(runs, tmp_path / "summary.csv", tmp_path / "study.png").set_index(["ratio", "metric"])
+    assert summary.loc[(0.25, "auc"), "mean"] == pytest.approx(0.825) and (summary["n_seeds"] == 3).all()

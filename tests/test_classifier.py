@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from lungsynth.tasks.classifier import load_classifier, predict_proba, recalibrate_batchnorm, save_classifier, train_classifier
-from lungsynth.methods.dcgan.train import decode_uint8
+from lungsynth.data.preprocess import decode_uint8
 
 
 def test_recalibrate_batchnorm_sets_exact_statistics():

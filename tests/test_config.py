@@ -162,3 +162,22 @@ def test_split_lists_take_one_file_or_a_list_as_the_code_does():
         config = validate_config({"datasets": {"x": {"format": "image_folder", "path": "x", "split_lists": lists}},
                                   "dcgan": {"enabled": False}, "ablation": {"classifier": {"enabled": False}}})
         assert config["datasets"]["x"]["split_lists"] == lists
+
+
+def test_an_installed_package_validates_a_config_without_the_checkout(tmp_path):
+    """The schema is package data: a copy of the package alone (as pip installs it) validates a config."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import lungsynth
+
+    shutil.copytree(Path(lungsynth.__file__).parent, tmp_path / "site" / "lungsynth",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import lungsynth.config as c; cfg = c.validate_config({}); "
+            "assert cfg['dcgan']['train']['lr'] == 2e-4, cfg['dcgan']['train']; print(c.__file__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "site") in done.stdout

@@ -17,8 +17,7 @@ import scipy.io
 from lungsynth.errors import ConfigError, InputDataError
 from lungsynth.data.ingest import FILES_COLUMNS, ingest_dataset, mat_reload_options, read_files, read_manifest
 from lungsynth.data.preprocess import preprocess_dataset
-from lungsynth.data.readers import load_image
-from lungsynth.data.ultrasound import clear_cache, load_frame, scan_lus_mat, scan_lus_videos
+from lungsynth.data.readers import clear_cache, load_frame, load_image, scan_lus_mat, scan_lus_videos
 
 H, W = 24, 20
 TRAIN_ONLY = {"split": {"fractions": {"train": 1.0}}, "split_by": "video"}

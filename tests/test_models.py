@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from lungsynth.networks import DCGANDiscriminator, DCGANGenerator, DenseNetClassifier
+from lungsynth.networks.dcgan import DCGANDiscriminator, DCGANGenerator
+from lungsynth.networks.densenet import DenseNetClassifier
 from lungsynth.networks.dcgan import count_parameters
 
 PAPER_G = (3072, 1536, 768, 384, 192)

@@ -296,3 +296,40 @@ def test_write_bad_arguments(tmp_path: Path, kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         write_phantom_ct(tmp_path / "ct", **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- #
+# lungsynth.phantom: how the workflow reads a written phantom back
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("read_as", ["dicom", "nifti"])
+def test_read_folder_and_reader_settings_read_what_the_writer_wrote(written: tuple[Path, pd.DataFrame],
+                                                                    read_as: str) -> None:
+    from lungsynth.data.readers import scan_dataset
+    from lungsynth.phantom import is_phantom, phantom_read_folder, phantom_reader_settings
+
+    out, frame = written
+    spec = {"format": "phantom_ct", "read_as": read_as}
+    assert is_phantom(spec)
+    settings = phantom_reader_settings(spec)
+    assert settings["format"] == read_as
+    records, skipped = scan_dataset(out / phantom_read_folder(spec), {**spec, **settings})
+    assert skipped == []
+    slices = 3  # the `written` fixture's slices_per_patient
+    assert len(records) == slices * len(frame)
+    per_class = frame["class"].value_counts().to_dict()
+    assert pd.Series([r["class"] for r in records]).value_counts().to_dict() == {c: slices * n for c, n in per_class.items()}
+    if read_as == "nifti":  # the masks the conditional GANs need come with every slice; classes from labels.csv
+        assert all(r["mask"] and r["lung_mask"] for r in records)
+        assert {r["patient"]: r["class"] for r in records} == dict(zip(frame["patient"], frame["class"]))
+
+
+def test_phantom_layout_functions_reject_other_formats() -> None:
+    from lungsynth.phantom import is_phantom, phantom_read_folder, phantom_reader_settings
+
+    assert not is_phantom({"format": "dicom"})
+    with pytest.raises(ValueError, match="not a phantom format"):
+        phantom_read_folder({"format": "nifti"})
+    with pytest.raises(ValueError, match="not a phantom format"):
+        phantom_reader_settings({"format": "image_folder"})

@@ -165,3 +165,20 @@ def test_bad_arguments(tmp_path: Path) -> None:
         write_phantom_lus(tmp_path / "x", height=65)
     with pytest.raises(ValueError, match="n_patients"):
         write_phantom_lus(tmp_path / "x", n_patients=0)
+
+
+def test_read_folder_and_reader_settings_read_what_the_writer_wrote(phantom: Path) -> None:
+    from lungsynth.data.readers import scan_dataset
+    from lungsynth.phantom import is_phantom, phantom_read_folder, phantom_reader_settings
+
+    spec = {"format": "phantom_lus"}
+    assert is_phantom(spec)
+    settings = phantom_reader_settings(spec)
+    assert settings["format"] == "lus_mat"
+    records, skipped = scan_dataset(phantom / phantom_read_folder(spec), {**spec, **settings})
+    assert skipped == []
+    scores = pd.read_csv(phantom / "mat" / "scores.csv")
+    frames = 5  # the `phantom` fixture's frames per clip
+    assert len(records) == frames * len(scores)
+    by_clip = {Path(r["source"]).name: r["class"] for r in records}
+    assert by_clip == {file: str(score) for file, score in zip(scores["file"], scores["score"])}

@@ -7,7 +7,7 @@ from torch import nn
 
 from lungsynth.data.preprocess import convert_channels, pad_square_resize, preprocess_slice, to_unit_range
 from lungsynth.methods.dcgan.score import score_sets
-from lungsynth.methods.dcgan.train import decode_uint8
+from lungsynth.data.preprocess import decode_uint8
 
 
 def test_hu_window_maps_to_unit_range():

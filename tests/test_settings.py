@@ -9,6 +9,9 @@ import pytest
 
 from lungsynth.tasks.classifier import train_classifier
 from lungsynth.config import load_schema, validate_config
+from lungsynth.data.preprocess import preprocess_dataset
+from lungsynth.data.readers import scan_dicom, scan_image_folder, scan_lus_mat, scan_lus_videos, scan_nifti
+from lungsynth.data.segmentation import preprocess_segmentation
 from lungsynth.errors import ConfigError
 from lungsynth.tasks.feature_extractor import train_feature_extractor
 from lungsynth.tasks.segmentation import UNetSettings
@@ -26,9 +29,12 @@ SETTINGS = {
 
 
 def _section(path: str) -> dict:
-    node = load_schema()
+    """The properties of a schema section; ``*`` steps into a mapping's entries (``datasets.*``)."""
+    schema = node = load_schema()
     for part in path.split("."):
-        node = node["properties"][part]
+        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].split("/")[-1]]
     return node["properties"]
 
 
@@ -66,7 +72,21 @@ def test_a_validated_config_section_builds_its_settings_and_an_unknown_key_is_an
                                       "amp": "amp"}),
     (train_feature_extractor, "cgan.quality", {"width": "extractor_width", "epochs": "extractor_epochs",
                                                "seed": "seed", "device": "device"}),
-], ids=["classifier", "feature_extractor"])
+    (preprocess_dataset, "preprocess", {"window": "window", "normalise_8bit": "normalise_8bit", "channels": "channels",
+                                        "size": "size", "crop_sector": "crop_sector"}),
+    (preprocess_segmentation, "preprocess", {"window": "window", "normalise_8bit": "normalise_8bit", "size": "size"}),
+    (preprocess_segmentation, "cgan", {"lung_mask": "lung_mask", "require_infection": "require_infection"}),
+    *[(reader, "datasets.*", {key: key for key in keys}) for reader, keys in [
+        (scan_image_folder, ("patient_regex", "on_bad_file", "follow_links_outside")),
+        (scan_dicom, ("on_bad_file", "follow_links_outside")),
+        (scan_nifti, ("labels_csv", "default_class", "mask_labels", "on_bad_file", "follow_links_outside")),
+        (scan_lus_mat, ("scores_csv", "variable", "mat_layout", "frame_stride", "max_frames", "scores", "split_by",
+                        "patient_regex", "on_bad_file", "follow_links_outside")),
+        (scan_lus_videos, ("path_column", "score_column", "frame_stride", "max_frames", "scores", "split_by",
+                           "patient_regex", "on_bad_file", "follow_links_outside")),
+    ]],
+], ids=["classifier", "feature_extractor", "preprocess", "preprocess_segmentation", "segmentation_data",
+        "image_folder", "dicom", "nifti", "lus_mat", "lus_video"])
 def test_trainer_keyword_defaults_equal_the_schema(function, path, names):
     schema = _section(path)
     parameters = inspect.signature(function).parameters

@@ -11,18 +11,19 @@ import scipy.io
 
 from lungsynth.errors import ConfigError, InputDataError
 from lungsynth.phantom.lus import fan_geometry, generate_clip, write_phantom_lus
-from lungsynth.data.readers import FORMATS, RECORD_COLUMNS, load_image, scan_dataset
-from lungsynth.data.splits import assign_splits, check_no_leakage
-from lungsynth.data.ultrasound import (
-    center_pad,
+from lungsynth.data.readers import (
+    FORMATS,
+    RECORD_COLUMNS,
     clear_cache,
-    crop_to_sector,
     load_frame,
+    load_image,
     sample_frames,
+    scan_dataset,
     scan_lus_mat,
     scan_lus_videos,
-    sector_bbox,
 )
+from lungsynth.data.sector import center_pad, crop_to_sector, sector_bbox
+from lungsynth.data.splits import assign_splits, check_no_leakage
 
 
 def _clip(n: int = 6, h: int = 24, w: int = 20, seed: int = 0) -> np.ndarray:
@@ -322,7 +323,7 @@ def test_real_pocus_videos_and_crop(realdata_dir: Path) -> None:
 
 def test_mixed_rgb_and_rgba_frames_are_one_video():
     """POCUS GIFs decode with an RGB first frame and RGBA later frames; they must not be rejected."""
-    from lungsynth.data.ultrasound import uniform_channels
+    from lungsynth.data.readers.lus_video import uniform_channels
 
     rgb = np.full((6, 5, 3), 10, dtype=np.uint8)
     rgba = np.full((6, 5, 4), 20, dtype=np.uint8)

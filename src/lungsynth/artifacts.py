@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,42 @@ def torch_load(path: str | Path) -> Any:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty hidden sibling folder of ``out_dir``; on success rename it onto ``out_dir``.
+
+    An old ``out_dir`` is replaced (and removed afterwards); on an exception the temporary folder is
+    removed and ``out_dir`` is left as it was. ``out_dir`` must name a folder (not ``.`` or ``..``).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.name in ("", ".", ".."):
+        raise ValueError(f"out_dir must name a folder to (re)create, got {str(out_dir)!r}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished ``tmp`` folder onto ``out_dir``, replacing an old one."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.rmdir(old)
+    os.replace(out_dir, old)
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        os.replace(old, out_dir)
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()

@@ -12,6 +12,7 @@ the key (dotted path, e.g. ``dcgan.train.lr``).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,16 @@ def load_schema(path: str | Path | None = None) -> dict:
         return yaml.safe_load(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
     with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
+
+
+@functools.cache
+def dataset_defaults() -> dict[str, Any]:
+    """Schema defaults of a ``datasets.<name>`` entry (key -> default; keys without one are left out)."""
+    schema = load_schema()
+    entry = schema["properties"]["datasets"]["additionalProperties"]
+    if "$ref" in entry:
+        entry = _resolve_ref(schema, entry["$ref"])
+    return {key: copy.deepcopy(sub["default"]) for key, sub in entry["properties"].items() if "default" in sub}
 
 
 def _defaulting_validator(schema: dict):
@@ -136,12 +147,8 @@ def _check_cross_keys(config: dict) -> None:
     _check_ablation(config)
 
     dcgan = config["dcgan"]
-    if dcgan["enabled"]:
-        if dcgan["dataset"] not in datasets:
-            raise ConfigError(
-                f"config key dcgan.dataset: '{dcgan['dataset']}' is not declared in datasets ({', '.join(datasets)})"
-            )
-        spec = datasets[dcgan["dataset"]]
+    spec = _branch_dataset(config, "dcgan")
+    if spec is not None:
         known = _dataset_classes(spec)
         if known is not None:
             for label in dcgan["classes"]:
@@ -220,14 +227,22 @@ def _check_train(config: dict, branch: str, settings: dict, base: str, override:
                               "trimmed to a multiple of pack)")
 
 
+def _branch_dataset(config: dict, branch: str) -> dict | None:
+    """The dataset spec an enabled branch trains on (``None`` when the branch is off); an undeclared one is an error."""
+    section, datasets = config[branch], config["datasets"]
+    if not section["enabled"]:
+        return None
+    if section["dataset"] not in datasets:
+        raise ConfigError(f"config key {branch}.dataset: '{section['dataset']}' is not declared in datasets "
+                          f"({', '.join(datasets)})")
+    return datasets[section["dataset"]]
+
+
 def _check_lusgan(config: dict) -> None:
     lus = config["lusgan"]
-    if not lus["enabled"]:
+    spec = _branch_dataset(config, "lusgan")
+    if spec is None:
         return
-    datasets = config["datasets"]
-    if lus["dataset"] not in datasets:
-        raise ConfigError(f"config key lusgan.dataset: '{lus['dataset']}' is not declared in datasets ({', '.join(datasets)})")
-    spec = datasets[lus["dataset"]]
     if spec["format"] in ("phantom_lus", "lus_mat", "lus_video"):
         allowed = [str(s) for s in spec["scores"]] if spec["format"] != "phantom_lus" else ["0", "1", "2", "3"]
         for label in lus["classes"]:
@@ -245,12 +260,9 @@ def _check_lusgan(config: dict) -> None:
 
 def _check_cgan(config: dict) -> None:
     cgan = config["cgan"]
-    if not cgan["enabled"]:
+    spec = _branch_dataset(config, "cgan")
+    if spec is None:
         return
-    datasets = config["datasets"]
-    if cgan["dataset"] not in datasets:
-        raise ConfigError(f"config key cgan.dataset: '{cgan['dataset']}' is not declared in datasets ({', '.join(datasets)})")
-    spec = datasets[cgan["dataset"]]
     with_masks = spec["format"] in ("nifti", "paired_folder") or (
         spec["format"] == "phantom_ct" and spec["read_as"] == "nifti")
     if not with_masks:

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from lungsynth.artifacts import atomic_path, torch_load, torch_save
+from lungsynth.config import SettingsFromDict
 from lungsynth.runlog import progress_bar
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,54 @@ class LoopResult:
     loss_csv: str | None
 
 
+@dataclass
+class LoopSettings(SettingsFromDict):
+    """Settings every trainer on :class:`TrainingLoop` takes; each family's settings extend these.
+
+    ``batch_size``: images per step; ``checkpoint_every``: steps between checkpoints; ``seed``: of
+    initialisation and every random stream; ``amp``: mixed precision on CUDA; ``device``: ``auto``,
+    ``cpu`` or ``cuda``. Defaults equal the schema's (``tests/test_settings.py`` ties them).
+    """
+
+    batch_size: int = 16
+    checkpoint_every: int = 100
+    seed: int = 0
+    amp: bool = True
+    device: str = "auto"
+
+
+class EpochOrder:
+    """Minibatch ``k`` of a shuffled-epoch schedule: ``(epoch, rows)`` with ``epoch, i = divmod(k, per_epoch)``.
+
+    ``rows`` (long tensor, at most ``batch`` indices into ``0 .. n - 1``) is slice ``i`` of the
+    epoch's permutation ``randperm(n)`` drawn from the stream ``(seed, stream, epoch)``, so any
+    minibatch can be recomputed after a resume. The current epoch's permutation is cached.
+    """
+
+    def __init__(self, seed: int, n: int, batch: int, per_epoch: int, stream: int = 1) -> None:
+        self.seed, self.n, self.batch, self.per_epoch, self.stream = seed, n, batch, per_epoch, stream
+        self._epoch: int | None = None
+        self._perm: torch.Tensor | None = None
+
+    def __call__(self, k: int) -> tuple[int, torch.Tensor]:
+        epoch, index = divmod(k, self.per_epoch)
+        if epoch != self._epoch:
+            self._perm = torch.randperm(self.n, generator=seeded_generator(self.seed, self.stream, epoch))
+            self._epoch = epoch
+        return epoch, self._perm[index * self.batch : (index + 1) * self.batch]
+
+
+def epoch_batches(n: int, batch_size: int, what: str) -> tuple[int, int]:
+    """``(batch, steps per epoch)`` for ``n`` training items: ``batch = min(batch_size, n)``, at least one step.
+
+    ``n == 0`` is an error saying there are no training ``what``.
+    """
+    if n == 0:
+        raise ValueError(f"no training {what}")
+    batch = min(batch_size, n)
+    return batch, max(1, n // batch)
+
+
 class TrainingLoop:
     """Run ``total`` steps of a step function with checkpoints, resume, loss log and progress bar.
 
@@ -309,6 +358,13 @@ class TrainingLoop:
         self.start = 0
         self.resumed_from: int | None = None
 
+    @classmethod
+    def from_settings(cls, work_dir: str | Path | None, settings: LoopSettings, *, total: int,
+                      **options: Any) -> TrainingLoop:
+        """A loop with the seed, device, amp and ``checkpoint_every`` of ``settings``; ``options`` as in the constructor."""
+        return cls(work_dir, total=total, seed=settings.seed, device=settings.device, amp=settings.amp,
+                   checkpoint_every=settings.checkpoint_every, **options)
+
     def seed_torch(self) -> None:
         """Seed torch's global generator with ``seed`` (weight initialisation, dropout)."""
         torch.manual_seed(self.seed)
@@ -316,6 +372,10 @@ class TrainingLoop:
     def stream(self, stream: int, *index: int) -> torch.Generator:
         """The random stream ``(seed, stream, *index)``: independent of every other and of the step it is drawn in."""
         return seeded_generator(self.seed, stream, *index)
+
+    def epoch_order(self, n: int, batch: int, per_epoch: int, stream: int = 1) -> EpochOrder:
+        """Shuffled minibatches of ``n`` items, the permutation of each epoch drawn from ``(seed, stream, epoch)``."""
+        return EpochOrder(self.seed, n, batch, per_epoch, stream)
 
     def resume(self, state: Mapping[str, Any], fingerprint: str) -> int:
         """Register what a checkpoint holds and load the newest one of ``fingerprint``; return the start step.

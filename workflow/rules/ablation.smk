@@ -48,10 +48,7 @@ rule unet_cell:
 rule ablation_tables:
     """Tables III and IV (and Table V's Dice column): mean with fold-only and seed-inclusive CIs, and plots."""
     input:
-        folds=lambda wc: [
-            f"{RESULTS}/{wc.dataset}/ablation/{cell}/folds.csv"
-            for cell in unet_cells()
-        ],
+        folds=lambda wc: unet_cell_files(rules.unet_cell.output.folds, wc.dataset),
     output:
         table=f"{RESULTS}/{{dataset}}/ablation/tables.csv",
         plot=report(
@@ -64,7 +61,7 @@ rule ablation_tables:
     conda:
         "../../envs/report.yaml"
     params:
-        cells=unet_cells(),
+        cells=unet_cells(),  # (mode, method, ratio, seed) of each folds file, in the same order
     script:
         "../scripts/ablation_tables.py"
 
@@ -101,7 +98,7 @@ rule classifier_cell:
 rule classifier_study:
     """Accuracy, F1 and AUC against the synthetic share: mean and CI over training seeds, and a plot."""
     input:
-        lambda wc: list(classifier_study_metrics(wc.dataset).values()),
+        lambda wc: classifier_study_metrics(wc.dataset),
     output:
         table=f"{RESULTS}/{{dataset}}/classifier_study/summary.csv",
         plot=report(
@@ -114,6 +111,6 @@ rule classifier_study:
     conda:
         "../../envs/report.yaml"
     params:
-        cells=lambda wc: classifier_study_metrics(wc.dataset),
+        cells=classifier_cells(),  # (ratio, seed) of each metrics file, in the same order
     script:
         "../scripts/classifier_study.py"

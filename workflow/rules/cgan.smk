@@ -59,10 +59,10 @@ rule train_cgan:
     threads: 1
     resources:
         gpu=1,
-    params:
-        model=config["cgan"]["model"],
+    params:  # named as train_cgan_step_job's arguments
+        model_config=config["cgan"]["model"],
         settings=config["cgan"]["train"],
-        work=f"{RESULTS}/{{dataset}}/cgan/{{method}}/{{step}}/work",
+        work_dir=f"{RESULTS}/{{dataset}}/cgan/{{method}}/{{step}}/work",
     script:
         "../scripts/train_cgan.py"
 

@@ -14,6 +14,11 @@ from lungsynth.config import (
     validate_config,
 )  # noqa: E402
 from lungsynth.errors import ConfigError  # noqa: E402
+from lungsynth.phantom import (
+    is_phantom,
+    phantom_read_folder,
+    phantom_reader_settings,
+)  # noqa: E402
 from lungsynth.methods.cgan.specs import (
     METHODS as _CGAN_METHODS,
     VARIANTS as _CGAN_VARIANTS,
@@ -46,13 +51,23 @@ def dataset_spec(name):
     return config["datasets"][name]
 
 
+def one(pattern, **wildcards):
+    """The one path of `pattern` (another rule's output or benchmark, `rules.<rule>...`) for `wildcards`."""
+    (path,) = expand(pattern, **wildcards)
+    return path
+
+
+def phantom_folder(name):
+    """The folder the phantom rule writes dataset `name` into (the writer's out_dir)."""
+    writer = {"phantom_ct": rules.phantom_ct, "phantom_lus": rules.phantom_lus}
+    return one(writer[dataset_spec(name)["format"]].output[0], dataset=name)
+
+
 def dataset_root(name):
-    """Folder the ingest stage reads for dataset `name`."""
+    """Folder the ingest stage reads for dataset `name` (for a phantom, where lungsynth.phantom reads it)."""
     spec = dataset_spec(name)
-    if spec["format"] == "phantom_ct":
-        return f"{RESULTS}/phantom/{name}/{spec['read_as']}"
-    if spec["format"] == "phantom_lus":
-        return f"{RESULTS}/phantom_lus/{name}/mat"
+    if is_phantom(spec):
+        return f"{phantom_folder(name)}/{phantom_read_folder(spec)}"
     return spec["path"]
 
 
@@ -63,10 +78,8 @@ def ingest_input(wildcards):
     stale when the files below change.
     """
     spec = dataset_spec(wildcards.dataset)
-    if spec["format"] == "phantom_ct":
-        return f"{RESULTS}/phantom/{wildcards.dataset}"
-    if spec["format"] == "phantom_lus":
-        return f"{RESULTS}/phantom_lus/{wildcards.dataset}"
+    if is_phantom(spec):
+        return phantom_folder(wildcards.dataset)
     if not Path(spec["path"]).exists():
         raise WorkflowError(
             f"config key datasets.{wildcards.dataset}.path: folder '{spec['path']}' does not exist "
@@ -86,7 +99,7 @@ def ingest_content(wildcards):
     phantom rule's output, which already drives their staleness: a constant.
     """
     spec = dataset_spec(wildcards.dataset)
-    if spec["format"] in ("phantom_ct", "phantom_lus"):
+    if is_phantom(spec):
         return "phantom rule output"
     from lungsynth.data.listing import dataset_fingerprint
 
@@ -94,17 +107,10 @@ def ingest_content(wildcards):
 
 
 def ingest_spec(name):
-    """The reader settings of a dataset (the phantom is read as class folders of DICOM series)."""
+    """The reader settings of a dataset (a phantom's come from lungsynth.phantom)."""
     spec = dict(dataset_spec(name))
-    if spec["format"] == "phantom_ct" and spec["read_as"] == "nifti":
-        spec["format"] = "nifti"
-        spec["labels_csv"] = "../labels.csv"
-    elif spec["format"] == "phantom_ct":
-        spec["format"] = "dicom"
-        spec["classes"] = {"covid": "covid", "noncovid": "noncovid"}
-    elif spec["format"] == "phantom_lus":
-        spec["format"] = "lus_mat"
-        spec["scores_csv"] = "scores.csv"
+    if is_phantom(spec):
+        spec.update(phantom_reader_settings(spec))
     for key in ("phantom", "preprocess", "read_as"):
         spec.pop(key, None)
     return spec
@@ -182,36 +188,56 @@ def cgan_final_model(wildcards):
 
 
 def unet_cells():
-    """Cell folders of the U-Net study, relative to results/<dataset>/ablation/."""
+    """(mode, method, ratio, seed) of every U-Net-study cell, in study order (one unet_cell job each)."""
     from lungsynth.studies.design import unet_study_cells
 
-    cells = unet_study_cells(config["ablation"]["segmentation"], cgan_methods())
-    return [f"{mode}/{method}/r{r:.2f}/s{seed}" for mode, method, r, seed in cells]
+    return unet_study_cells(config["ablation"]["segmentation"], cgan_methods())
+
+
+def unet_cell_files(pattern, dataset):
+    """`pattern` (an output or the benchmark of unet_cell) of every U-Net-study cell, in unet_cells() order."""
+    return [
+        one(
+            pattern,
+            dataset=dataset,
+            mode=mode,
+            method=method,
+            ratio=f"{r:.2f}",
+            seed=seed,
+        )
+        for mode, method, r, seed in unet_cells()
+    ]
 
 
 def classifier_cells():
-    """Cells ``r<ratio>/s<seed>`` of the classifier study."""
+    """(ratio, seed) of every classifier-study cell."""
     from lungsynth.studies.design import study_ratios
 
     study = config["ablation"]["classifier"]
-    return [f"r{r:.2f}/s{seed}" for r in study_ratios(study) for seed in study["seeds"]]
+    return [(r, seed) for r in study_ratios(study) for seed in study["seeds"]]
 
 
-def classifier_cell_reused(cell):
+def classifier_cell_file(pattern, dataset, ratio, seed):
+    """`pattern` (the output or the benchmark of classifier_cell) of one classifier-study cell."""
+    return one(pattern, dataset=dataset, ratio=f"{ratio:.2f}", seed=seed)
+
+
+def classifier_cell_reused(ratio, seed):
     """True for the real-only cell whose seed is classifier.seed: that run is train_classifier's, reused."""
-    return cell == f"r0.00/s{config['classifier']['seed']}"
+    return ratio == 0 and seed == config["classifier"]["seed"]
 
 
 def classifier_study_metrics(dataset):
-    """Cell -> metrics.json of the classifier study (the reused real-only cell points at train_classifier's)."""
-    return {
-        cell: (
-            f"{RESULTS}/{dataset}/classifier/metrics.json"
-            if classifier_cell_reused(cell)
-            else f"{RESULTS}/{dataset}/classifier_study/{cell}/metrics.json"
+    """metrics.json of every classifier-study cell, in classifier_cells() order (the reused real-only
+    cell points at train_classifier's)."""
+    return [
+        (
+            one(rules.train_classifier.output.metrics, dataset=dataset)
+            if classifier_cell_reused(r, seed)
+            else classifier_cell_file(rules.classifier_cell.output[0], dataset, r, seed)
         )
-        for cell in classifier_cells()
-    }
+        for r, seed in classifier_cells()
+    ]
 
 
 def ablation_generated(wildcards):
@@ -219,65 +245,6 @@ def ablation_generated(wildcards):
     if wildcards.mode == "real":
         return []
     return [f"{RESULTS}/{wildcards.dataset}/cgan/{wildcards.method}/generated.pt"]
-
-
-def ablation_report_inputs():
-    inputs = {"benchmarks": []}
-    if config["ablation"]["segmentation"]["enabled"]:
-        d = cgan_dataset()
-        inputs["ablation_table"] = f"{RESULTS}/{d}/ablation/tables.csv"
-        inputs["ablation_plot"] = f"{RESULTS}/{d}/ablation/metrics_vs_ratio.png"
-        for cell in unet_cells():
-            mode, method, ratio, seed = Path(cell).parts
-            inputs["benchmarks"].append(
-                f"{BENCH}/unet_cell/{d}/{mode}/{method}/{ratio}_{seed}.tsv"
-            )
-    if config["ablation"]["classifier"]["enabled"]:
-        c = classifier_dataset()
-        inputs["classifier_study_table"] = f"{RESULTS}/{c}/classifier_study/summary.csv"
-        inputs["classifier_study_plot"] = (
-            f"{RESULTS}/{c}/classifier_study/metrics_vs_ratio.png"
-        )
-        inputs["benchmarks"] += [
-            f"{BENCH}/classifier_cell/{c}/{'_'.join(Path(cell).parts)}.tsv"
-            for cell in classifier_cells()
-            if not classifier_cell_reused(cell)
-        ]
-    return inputs
-
-
-def cgan_report_inputs():
-    d = cgan_dataset()
-    methods = cgan_methods()
-    return {
-        "cgan_summary": f"{RESULTS}/{d}/segmentation/summary.json",
-        "cgan_table": f"{RESULTS}/{d}/cgan/table2.csv",
-        "cgan_cases": f"{RESULTS}/{d}/cgan/cases.png",
-        "cgan_losses": [
-            f"{RESULTS}/{d}/cgan/{m}/{s}/losses.csv"
-            for m in methods
-            for s in cgan_steps(m)
-        ],
-        "cgan_generated": [f"{RESULTS}/{d}/cgan/{m}/generated.pt" for m in methods],
-        "benchmarks": [
-            *(
-                [f"{BENCH}/phantom_ct/{d}.tsv"]
-                if dataset_spec(d)["format"] == "phantom_ct"
-                else []
-            ),
-            f"{BENCH}/ingest/{d}.tsv",
-            f"{BENCH}/preprocess_segmentation/{d}.tsv",
-            f"{BENCH}/augment_cgan/{d}.tsv",
-            *[
-                f"{BENCH}/train_cgan/{d}/{m}/{s}.tsv"
-                for m in methods
-                for s in cgan_steps(m)
-            ],
-            *[f"{BENCH}/generate_cgan/{d}/{m}.tsv" for m in methods],
-            f"{BENCH}/feature_extractor/{d}.tsv",
-            *[f"{BENCH}/quality_cgan/{d}/{m}.tsv" for m in methods],
-        ],
-    }
 
 
 def all_targets():
@@ -291,7 +258,122 @@ def all_targets():
     return targets
 
 
+# Inputs of the report rule: the other rules' outputs and benchmarks. Every path below is a rule's
+# pattern (rules.<rule>.output.<name>, rules.<rule>.benchmark) filled in with one(...) or expand(...);
+# the functions run when the DAG is built, after every rule file is included.
+
+
+def dcgan_report_inputs():
+    d, c = dcgan_dataset(), classifier_dataset()
+    labels = config["dcgan"]["classes"]
+    return {
+        "manifest": one(rules.ingest.output.manifest, dataset=d),
+        "skipped": one(rules.ingest.output.skipped, dataset=d),
+        "files": one(rules.ingest.output.files, dataset=d),
+        "summary": one(rules.preprocess.output.summary, dataset=d),
+        "train": one(rules.preprocess.output.train, dataset=d),
+        "grids": expand(rules.generate_dcgan.output.grid, dataset=d, label=labels),
+        "losses": expand(rules.train_dcgan.output.losses, dataset=d, label=labels),
+        "metrics": one(rules.train_classifier.output.metrics, dataset=c),
+        "history": one(rules.train_classifier.output.history, dataset=c),
+        "sets": one(rules.score_dcgan.output.sets, dataset=d),
+        "score_summary": one(rules.score_dcgan.output.summary, dataset=d),
+        "benchmarks": [
+            one(rules.ingest.benchmark, dataset=d),
+            one(rules.preprocess.benchmark, dataset=d),
+            *expand(rules.train_dcgan.benchmark, dataset=d, label=labels),
+            *expand(rules.generate_dcgan.benchmark, dataset=d, label=labels),
+            one(rules.train_classifier.benchmark, dataset=c),
+            one(rules.score_dcgan.benchmark, dataset=d),
+        ],
+    }
+
+
+def lusgan_report_inputs():
+    d = lusgan_dataset()
+    labels = config["lusgan"]["classes"]
+    return {
+        "lus_manifest": one(rules.ingest.output.manifest, dataset=d),
+        "lus_skipped": one(rules.ingest.output.skipped, dataset=d),
+        "lus_files": one(rules.ingest.output.files, dataset=d),
+        "lus_train": one(rules.preprocess.output.train, dataset=d),
+        "lus_grids": expand(rules.generate_lusgan.output.grid, dataset=d, label=labels),
+        "lus_losses": expand(rules.train_lusgan.output.losses, dataset=d, label=labels),
+        "lus_summary": one(rules.similarity_lusgan.output.summary, dataset=d),
+        "lus_diversity": one(rules.similarity_lusgan.output.diversity, dataset=d),
+        "lus_nearest": one(rules.similarity_lusgan.output.nearest, dataset=d),
+        "lus_values": one(rules.similarity_lusgan.output.values, dataset=d),
+        "benchmarks": [
+            *(
+                [one(rules.phantom_lus.benchmark, dataset=d)]
+                if dataset_spec(d)["format"] == "phantom_lus"
+                else []
+            ),
+            one(rules.ingest.benchmark, dataset=d),
+            one(rules.preprocess.benchmark, dataset=d),
+            *expand(rules.train_lusgan.benchmark, dataset=d, label=labels),
+            *expand(rules.generate_lusgan.benchmark, dataset=d, label=labels),
+            one(rules.similarity_lusgan.benchmark, dataset=d),
+        ],
+    }
+
+
+def cgan_report_inputs():
+    d = cgan_dataset()
+    methods = cgan_methods()
+    steps = [dict(method=m, step=s) for m in methods for s in cgan_steps(m)]
+    return {
+        "cgan_summary": one(rules.preprocess_segmentation.output.summary, dataset=d),
+        "cgan_table": one(rules.cgan_tables.output.table, dataset=d),
+        "cgan_cases": one(rules.cgan_tables.output.cases, dataset=d),
+        "cgan_losses": [
+            one(rules.train_cgan.output.losses, dataset=d, **s) for s in steps
+        ],
+        "cgan_generated": expand(
+            rules.generate_cgan.output[0], dataset=d, method=methods
+        ),
+        "benchmarks": [
+            *(
+                [one(rules.phantom_ct.benchmark, dataset=d)]
+                if dataset_spec(d)["format"] == "phantom_ct"
+                else []
+            ),
+            one(rules.ingest.benchmark, dataset=d),
+            one(rules.preprocess_segmentation.benchmark, dataset=d),
+            one(rules.augment_cgan.benchmark, dataset=d),
+            *[one(rules.train_cgan.benchmark, dataset=d, **s) for s in steps],
+            *expand(rules.generate_cgan.benchmark, dataset=d, method=methods),
+            one(rules.feature_extractor.benchmark, dataset=d),
+            *expand(rules.quality_cgan.benchmark, dataset=d, method=methods),
+        ],
+    }
+
+
+def ablation_report_inputs():
+    inputs = {"benchmarks": []}
+    if config["ablation"]["segmentation"]["enabled"]:
+        d = cgan_dataset()
+        inputs["ablation_table"] = one(rules.ablation_tables.output.table, dataset=d)
+        inputs["ablation_plot"] = one(rules.ablation_tables.output.plot, dataset=d)
+        inputs["benchmarks"] += unet_cell_files(rules.unet_cell.benchmark, d)
+    if config["ablation"]["classifier"]["enabled"]:
+        c = classifier_dataset()
+        inputs["classifier_study_table"] = one(
+            rules.classifier_study.output.table, dataset=c
+        )
+        inputs["classifier_study_plot"] = one(
+            rules.classifier_study.output.plot, dataset=c
+        )
+        inputs["benchmarks"] += [
+            classifier_cell_file(rules.classifier_cell.benchmark, c, r, seed)
+            for r, seed in classifier_cells()
+            if not classifier_cell_reused(r, seed)
+        ]
+    return inputs
+
+
 def report_inputs(wildcards):
+    """Named inputs of the report: each enabled branch's files, and all their benchmarks in one list."""
     parts = []
     if config["dcgan"]["enabled"]:
         parts.append(dcgan_report_inputs())
@@ -309,58 +391,3 @@ def report_inputs(wildcards):
         inputs["benchmarks"] += part.pop("benchmarks")
         inputs.update(part)
     return inputs
-
-
-def lusgan_report_inputs():
-    d = lusgan_dataset()
-    labels = config["lusgan"]["classes"]
-    return {
-        "lus_manifest": f"{RESULTS}/{d}/ingest/manifest.csv",
-        "lus_skipped": f"{RESULTS}/{d}/ingest/skipped.csv",
-        "lus_files": f"{RESULTS}/{d}/ingest/files.csv",
-        "lus_train": preprocessed(d, "train"),
-        "lus_grids": [f"{RESULTS}/{d}/lusgan/{label}/grid.png" for label in labels],
-        "lus_losses": [f"{RESULTS}/{d}/lusgan/{label}/losses.csv" for label in labels],
-        "lus_summary": f"{RESULTS}/{d}/lusgan/similarity/summary.csv",
-        "lus_diversity": f"{RESULTS}/{d}/lusgan/similarity/diversity.csv",
-        "lus_nearest": f"{RESULTS}/{d}/lusgan/similarity/nearest.csv",
-        "lus_values": f"{RESULTS}/{d}/lusgan/similarity/values.pt",
-        "benchmarks": [
-            *(
-                [f"{BENCH}/phantom_lus/{d}.tsv"]
-                if dataset_spec(d)["format"] == "phantom_lus"
-                else []
-            ),
-            f"{BENCH}/ingest/{d}.tsv",
-            f"{BENCH}/preprocess/{d}.tsv",
-            *[f"{BENCH}/train_lusgan/{d}_{label}.tsv" for label in labels],
-            *[f"{BENCH}/generate_lusgan/{d}_{label}.tsv" for label in labels],
-            f"{BENCH}/similarity_lusgan/{d}.tsv",
-        ],
-    }
-
-
-def dcgan_report_inputs():
-    d, c = dcgan_dataset(), classifier_dataset()
-    labels = config["dcgan"]["classes"]
-    return {
-        "manifest": f"{RESULTS}/{d}/ingest/manifest.csv",
-        "skipped": f"{RESULTS}/{d}/ingest/skipped.csv",
-        "files": f"{RESULTS}/{d}/ingest/files.csv",
-        "summary": f"{RESULTS}/{d}/preprocessed/summary.json",
-        "train": preprocessed(d, "train"),
-        "grids": [f"{RESULTS}/{d}/dcgan/{label}/grid.png" for label in labels],
-        "losses": [f"{RESULTS}/{d}/dcgan/{label}/losses.csv" for label in labels],
-        "metrics": f"{RESULTS}/{c}/classifier/metrics.json",
-        "history": f"{RESULTS}/{c}/classifier/history.csv",
-        "sets": f"{RESULTS}/{d}/dcgan/score/sets.csv",
-        "score_summary": f"{RESULTS}/{d}/dcgan/score/summary.csv",
-        "benchmarks": [
-            f"{BENCH}/ingest/{d}.tsv",
-            f"{BENCH}/preprocess/{d}.tsv",
-            *[f"{BENCH}/train_dcgan/{d}_{label}.tsv" for label in labels],
-            *[f"{BENCH}/generate_dcgan/{d}_{label}.tsv" for label in labels],
-            f"{BENCH}/train_classifier/{c}.tsv",
-            f"{BENCH}/score_dcgan/{d}.tsv",
-        ],
-    }

@@ -15,10 +15,10 @@ rule train_dcgan:
     threads: 1
     resources:
         gpu=1,
-    params:
+    params:  # named as train_dcgan_job's arguments
         settings=lambda wc: train_settings(config, wc.label),
-        model=config["dcgan"]["model"],
-        work=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/work",
+        model_config=config["dcgan"]["model"],
+        work_dir=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/work",
     script:
         "../scripts/train_dcgan.py"
 
@@ -46,10 +46,11 @@ rule generate_dcgan:
     resources:
         gpu=1,
     params:
+        family="dcgan",
         settings=config["dcgan"]["generate"],
         device=lambda wc: train_settings(config, wc.label)["device"],
     script:
-        "../scripts/generate_dcgan.py"
+        "../scripts/generate_unconditional.py"
 
 
 rule train_classifier:

@@ -30,10 +30,10 @@ rule train_lusgan:
     threads: 1
     resources:
         gpu=1,
-    params:
+    params:  # named as train_lusgan_job's arguments
         settings=lambda wc: train_settings(config, wc.label, "lusgan"),
-        model=config["lusgan"]["model"],
-        work=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/work",
+        model_config=config["lusgan"]["model"],
+        work_dir=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/work",
     script:
         "../scripts/train_lusgan.py"
 
@@ -61,10 +61,11 @@ rule generate_lusgan:
     resources:
         gpu=1,
     params:
+        family="lusgan",
         settings=config["lusgan"]["generate"],
         device=lambda wc: train_settings(config, wc.label, "lusgan")["device"],
     script:
-        "../scripts/generate_lusgan.py"
+        "../scripts/generate_unconditional.py"
 
 
 rule similarity_lusgan:

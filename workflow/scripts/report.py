@@ -3,20 +3,28 @@ from pathlib import Path
 from lungsynth.report.build import AblationReportInputs, CGANReportInputs, LUSReportInputs, ReportInputs, build_report
 from lungsynth.runlog import job_log
 
+
+def per_class_branch(i, prefix, dataset, labels):
+    """What the DCGAN and LUS branches both hand the report: inputs ``<prefix>manifest``, ``<prefix>grids``, ..."""
+    return dict(
+        dataset=dataset,
+        manifest=i[f"{prefix}manifest"],
+        skipped=i[f"{prefix}skipped"],
+        files=i.get(f"{prefix}files"),
+        train_split=i[f"{prefix}train"],
+        generated_grids=dict(zip(labels, i[f"{prefix}grids"])),
+        losses=dict(zip(labels, i[f"{prefix}losses"])),
+    )
+
+
 with job_log(snakemake.log[0]):
     i = dict(snakemake.input.items())
     p = snakemake.params
     dcgan = {}
     if "manifest" in i:
         dcgan = dict(
-            dataset=p.dataset,
-            manifest=i["manifest"],
-            skipped=i["skipped"],
-            files=i.get("files"),
+            **per_class_branch(i, "", p.dataset, p.labels),
             preprocess_summary=i["summary"],
-            train_split=i["train"],
-            generated_grids=dict(zip(p.labels, i["grids"])),
-            losses=dict(zip(p.labels, i["losses"])),
             classifier_metrics=i["metrics"],
             classifier_history=i["history"],
             score_sets=i["sets"],
@@ -26,13 +34,7 @@ with job_log(snakemake.log[0]):
     lus = None
     if "lus_manifest" in i:
         lus = LUSReportInputs(
-            dataset=p.lus_dataset,
-            manifest=i["lus_manifest"],
-            skipped=i["lus_skipped"],
-            files=i.get("lus_files"),
-            train_split=i["lus_train"],
-            generated_grids=dict(zip(p.lus_labels, i["lus_grids"])),
-            losses=dict(zip(p.lus_labels, i["lus_losses"])),
+            **per_class_branch(i, "lus_", p.lus_dataset, p.lus_labels),
             similarity_summary=i["lus_summary"],
             diversity=i["lus_diversity"],
             nearest=i["lus_nearest"],

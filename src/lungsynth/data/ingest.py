@@ -51,7 +51,7 @@ def files_frame(records: list[dict[str, Any]], manifest: pd.DataFrame) -> pd.Dat
     """One row per source file of ``records`` (scan order), columns :data:`FILES_COLUMNS`.
 
     The reading comes from the scan (``records.readings``, see
-    :class:`lungsynth.data.ultrasound.ScanRecords`) or, for readers that do not
+    :class:`lungsynth.data.readers.ScanRecords`) or, for readers that do not
     describe it, :data:`DEFAULT_HOW_READ`; ``slices`` counts the file's rows in
     ``manifest``, ``frames`` its scanned frames/slices unless the reader said.
     """
@@ -86,7 +86,7 @@ def read_files(path: str | Path) -> pd.DataFrame:
 def mat_reload_options(manifest_path: str | Path, manifest: pd.DataFrame | None = None) -> dict[str, dict[str, str]]:
     """``source -> {"variable", "mat_layout"}`` of the ``lus_mat`` files, from ``files.csv`` beside the manifest.
 
-    What :func:`lungsynth.data.ultrasound.load_frame` needs to reload a frame from
+    What :func:`lungsynth.data.readers.load_frame` needs to reload a frame from
     the array and in the layout the scan read. ``{}`` when there is no
     ``files.csv`` (a manifest written without one: frames reload with the
     default reading, the largest array and the auto rule). With ``manifest``,

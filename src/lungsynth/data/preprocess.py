@@ -19,7 +19,7 @@ from skimage.transform import resize
 from lungsynth.errors import InputDataError
 from lungsynth.data.ingest import mat_reload_options, read_manifest
 from lungsynth.artifacts import torch_save, write_json
-from lungsynth.data.readers import load_image
+from lungsynth.data.readers import load_frame, load_image
 from lungsynth.runlog import progress_bar
 from lungsynth.data.splits import check_no_leakage
 
@@ -81,7 +81,7 @@ def preprocess_slice(image: np.ndarray, unit: str, *, window, normalise_8bit: st
                      crop_sector: bool = False) -> np.ndarray:
     """One slice -> uint8 ``(channels, size, size)``; ``crop_sector`` first crops an ultrasound frame to its sector."""
     if crop_sector:
-        from lungsynth.data.ultrasound import crop_to_sector
+        from lungsynth.data.sector import crop_to_sector
 
         image = crop_to_sector(image)
     unit_range = to_unit_range(image, unit, window, normalise_8bit)
@@ -118,8 +118,6 @@ def preprocess_dataset(
                                disable=not progress):
         options = mat_options.get(row["source"]) if row["format"] == "lus_mat" else None
         if options:
-            from lungsynth.data.ultrasound import load_frame
-
             image = load_frame(root, row, **options)
         else:
             image = load_image(root, row)

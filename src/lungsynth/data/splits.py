@@ -94,20 +94,24 @@ def _split_class(counts: pd.Series, fractions: dict[str, float], seed: int, cls:
             + "add patients to the class, set the fraction of a split to 0, or give split lists",
         )
     order = np.random.default_rng(seed).permutation(len(patients))
-    shuffled = [patients[i] for i in order]
+    return _greedy_assignment([patients[i] for i in order], counts, active, fractions)
+
+
+def _greedy_assignment(shuffled: list[str], counts: pd.Series, active: list[str],
+                       fractions: dict[str, float]) -> dict[str, str]:
+    """Patient -> split: each patient in ``shuffled`` order goes to the split furthest below its target
+    share of all slices (``counts``: slices per patient, each >= 1); once only as many patients are
+    left as splits are empty, they go to the empty splits, so every active split gets one."""
     total = float(counts.sum())
     slices = dict.fromkeys(active, 0.0)
-    n_patients = dict.fromkeys(active, 0)
     assignment: dict[str, str] = {}
     for i, patient in enumerate(shuffled):
-        empty = [s for s in active if n_patients[s] == 0]
+        empty = [s for s in active if slices[s] == 0]
         left = len(shuffled) - i
         candidates = empty if empty and left <= len(empty) else active
-        # greedy: the split furthest below its target share of the class's slices
         split = max(candidates, key=lambda s: (fractions[s] * total - slices[s], fractions[s], -SPLITS.index(s)))
         assignment[patient] = split
         slices[split] += float(counts[patient])
-        n_patients[split] += 1
     return assignment
 
 
@@ -127,17 +131,7 @@ def _split_patients(df: pd.DataFrame, fractions: dict[str, float], seed: int,
                              + _skip_note(None, skipped_per_class),
                              "add patients, set the fraction of a split to 0, or split by video")
     order = np.random.default_rng(seed).permutation(len(patients))
-    total = float(counts.sum())
-    slices = dict.fromkeys(active, 0.0)
-    assignment: dict[str, str] = {}
-    for rank, i in enumerate(order):
-        patient = patients[i]
-        empty = [s for s in active if slices[s] == 0]
-        left = len(patients) - rank
-        candidates = empty if empty and left <= len(empty) else active
-        split = max(candidates, key=lambda s: (fractions[s] * total - slices[s], fractions[s], -SPLITS.index(s)))
-        assignment[patient] = split
-        slices[split] += float(counts[patient])
+    assignment = _greedy_assignment([patients[i] for i in order], counts, active, fractions)
     splits = df["patient"].map(assignment)
     for cls in sorted(df["class"].unique()):
         present = set(splits[df["class"] == cls])

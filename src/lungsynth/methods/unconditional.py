@@ -18,9 +18,35 @@ from PIL import Image
 
 from lungsynth.artifacts import atomic_path, torch_save, write_csv
 from lungsynth.data.preprocess import class_images, encode_uint8, load_split
-from lungsynth.engine import seeded_generator
+from lungsynth.engine import LoopResult, Step, TrainingLoop, seeded_generator
 
 log = logging.getLogger(__name__)
+
+
+def adversarial_step(keys: tuple, values: tuple[float, float, float, float], extra: tuple = ()) -> Step:
+    """One GAN step's log row and checks: ``keys`` (step[, epoch]), then ``values`` = (loss_d, loss_g,
+    mean critic output on real, on fake) rounded to 6 decimals, then ``extra`` columns."""
+    return Step(row=(*keys, *(round(v, 6) for v in values), *extra),
+                losses={"loss_d": values[0], "loss_g": values[1]},
+                postfix={"loss_d": f"{values[0]:.3f}", "loss_g": f"{values[1]:.3f}"})
+
+
+def run_adversarial_training(loop: TrainingLoop, step_fn, generator: torch.nn.Module, discriminator: torch.nn.Module,
+                             *, model_config: dict, channels: int, image_size: int, **extra) -> dict:
+    """Run ``loop`` (both networks in train mode) and return what the class's job saves.
+
+    The result holds the generator's weights, ``model_config``, ``channels``, ``image_size``, the
+    step count, ``resumed_from``, ``loss_csv``, the device and ``extra``; a run stopped by
+    ``stop_after`` returns only ``stopped_at`` and ``resumed_from``.
+    """
+    generator.train()
+    discriminator.train()
+    ended: LoopResult = loop.run(step_fn)
+    if ended.stopped:
+        return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
+    return {"generator": generator.state_dict(), "model_config": dict(model_config), "channels": channels,
+            "image_size": image_size, "step": loop.total, "steps": loop.total, **extra,
+            "resumed_from": ended.resumed_from, "loss_csv": ended.loss_csv, "device": str(loop.device)}
 
 
 @torch.no_grad()

@@ -631,11 +631,13 @@ def _fast_ssim_pairs(
                         else:
                             prog.update((p1 - p0) * (q1 - q0))
     out /= channels
-    if b is None:
-        upper = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
-        out = torch.where(upper, out, out.T)
-        out.fill_diagonal_(torch.nan)
-    return out
+    return _mirror_upper(out) if b is None else out
+
+
+def _mirror_upper(out: torch.Tensor) -> torch.Tensor:
+    """A square matrix whose upper triangle holds the pair values -> symmetric, NaN on the diagonal."""
+    upper = torch.triu(torch.ones(len(out), len(out), dtype=torch.bool), diagonal=1)
+    return torch.where(upper, out, out.T).fill_diagonal_(torch.nan)
 
 
 def pairwise(
@@ -698,9 +700,7 @@ def pairwise(
                 out[i0:i1, j0:j1] = torch.as_tensor(fn(xa, xb, **kwargs), dtype=torch.float64).view(r, c)
                 prog.update(r * c)
         if b is None:
-            upper = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
-            out = torch.where(upper, out, out.T)
-            out.fill_diagonal_(torch.nan)
+            out = _mirror_upper(out)
     return out
 
 

@@ -45,7 +45,41 @@ def _n_upsamplings(image_size: int, widths: Sequence[int]) -> int:
 
 
 class _GeneratorBase(nn.Module):
+    """z -> 4x4 projection block -> one block per stride-2 upsampling -> 3x3 conv to the image channels -> Tanh.
+
+    Subclasses choose the blocks (:meth:`projection`, :meth:`upsampling`); the arguments are those of
+    :class:`LUSGenerator`.
+    """
+
     latent_dim: int
+
+    def __init__(
+        self,
+        latent_dim: int = 128,
+        out_channels: int = 1,
+        image_size: int = 256,
+        widths: Sequence[int] = PAPER_GENERATOR_WIDTHS,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        widths = [int(w) for w in widths]
+        _n_upsamplings(image_size, widths)
+        self.latent_dim = latent_dim
+        layers = self.projection(latent_dim, widths[0], dropout)
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += self.upsampling(c_in, c_out, dropout)
+        layers += [nn.Conv2d(widths[-1], out_channels, kernel_size=3, padding=1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    @staticmethod
+    def projection(latent_dim: int, width: int, dropout: float) -> list[nn.Module]:
+        """Layers from ``(B, latent_dim, 1, 1)`` to ``(B, width, 4, 4)``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def upsampling(c_in: int, c_out: int, dropout: float) -> list[nn.Module]:
+        """Layers from ``(B, c_in, s, s)`` to ``(B, c_out, 2s, 2s)``."""
+        raise NotImplementedError
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, latent_dim)`` (or ``(B, latent_dim, 1, 1)``) -> ``(B, C, S, S)`` in [-1, 1]."""
@@ -64,33 +98,15 @@ class LUSGenerator(_GeneratorBase):
         dropout: dropout probability after every block (0 disables).
     """
 
-    def __init__(
-        self,
-        latent_dim: int = 128,
-        out_channels: int = 1,
-        image_size: int = 256,
-        widths: Sequence[int] = PAPER_GENERATOR_WIDTHS,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        widths = [int(w) for w in widths]
-        _n_upsamplings(image_size, widths)
-        self.latent_dim = latent_dim
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], kernel_size=4, stride=1, padding=0, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-        ]
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [
-                nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
-            ]
-        layers += [nn.Conv2d(widths[-1], out_channels, kernel_size=3, padding=1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+    @staticmethod
+    def projection(latent_dim: int, width: int, dropout: float) -> list[nn.Module]:
+        conv = nn.ConvTranspose2d(latent_dim, width, kernel_size=4, stride=1, padding=0, bias=False)
+        return [conv, nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+
+    @staticmethod
+    def upsampling(c_in: int, c_out: int, dropout: float) -> list[nn.Module]:
+        conv = nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=False)
+        return [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.Dropout(dropout)]
 
 
 class ImprovedLUSGenerator(_GeneratorBase):
@@ -101,32 +117,15 @@ class ImprovedLUSGenerator(_GeneratorBase):
     from 1x1; the output conv (to the image channels) is not spectrally normalised.
     """
 
-    def __init__(
-        self,
-        latent_dim: int = 128,
-        out_channels: int = 1,
-        image_size: int = 256,
-        widths: Sequence[int] = PAPER_GENERATOR_WIDTHS,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        widths = [int(w) for w in widths]
-        _n_upsamplings(image_size, widths)
-        self.latent_dim = latent_dim
-        layers: list[nn.Module] = [
-            _spectral_norm(nn.ConvTranspose2d(latent_dim, widths[0], kernel_size=4, stride=1, padding=0)),
-            nn.SELU(inplace=True),
-            nn.AlphaDropout(dropout),
-        ]
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [
-                nn.Upsample(scale_factor=2, mode="nearest"),
-                _spectral_norm(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)),
-                nn.SELU(inplace=True),
-                nn.AlphaDropout(dropout),
-            ]
-        layers += [nn.Conv2d(widths[-1], out_channels, kernel_size=3, padding=1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+    @staticmethod
+    def projection(latent_dim: int, width: int, dropout: float) -> list[nn.Module]:
+        conv = _spectral_norm(nn.ConvTranspose2d(latent_dim, width, kernel_size=4, stride=1, padding=0))
+        return [conv, nn.SELU(inplace=True), nn.AlphaDropout(dropout)]
+
+    @staticmethod
+    def upsampling(c_in: int, c_out: int, dropout: float) -> list[nn.Module]:
+        conv = _spectral_norm(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
+        return [nn.Upsample(scale_factor=2, mode="nearest"), conv, nn.SELU(inplace=True), nn.AlphaDropout(dropout)]
 
 
 class PackedDiscriminator(nn.Module):

@@ -33,9 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,12 +41,15 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from lungsynth.artifacts import atomic_folder
+from lungsynth.phantom import CT_CLASSES
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = ["CLASSES", "PhantomVolume", "generate_patient", "write_phantom_ct"]
 
-CLASSES: tuple[str, str] = ("covid", "noncovid")
+CLASSES: tuple[str, str] = CT_CLASSES
 
 HU_MIN = -1024
 """Lowest stored HU (stored pixel value 0)."""
@@ -1115,13 +1115,8 @@ def write_phantom_ct(
     _check_int("size", size, 32)
     _check_int("seed", seed, 0)
 
-    out_dir = Path(out_dir)
-    if out_dir.name in ("", ".", ".."):
-        raise ValueError(f"out_dir must name a folder to (re)create, got {str(out_dir)!r}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     labels = _class_order(int(n_patients), float(covid_fraction), int(seed))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         rows = []
         for index in progress_bar(range(len(labels)), desc="phantom CT", unit="patient", disable=not progress):
             label = labels[index]
@@ -1135,27 +1130,4 @@ def write_phantom_ct(
             rows.append({"patient": vol.patient_id, "class": label})
         frame = pd.DataFrame(rows, columns=["patient", "class"])
         frame.to_csv(tmp / "labels.csv", index=False)
-        _swap_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return frame
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished ``tmp`` folder onto ``out_dir``, replacing an old one."""
-    if not out_dir.exists() and not out_dir.is_symlink():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    os.rmdir(old)
-    os.replace(out_dir, old)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        os.replace(old, out_dir)
-        raise
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old)
-    else:
-        old.unlink()

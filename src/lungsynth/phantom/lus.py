@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+from lungsynth.artifacts import atomic_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -417,7 +417,6 @@ def write_phantom_lus(
     import pandas as pd
     import scipy.io
 
-    from lungsynth.phantom.ct import _swap_into_place
     from lungsynth.runlog import progress_bar
 
     _check_int("n_patients", n_patients, 1)
@@ -428,13 +427,8 @@ def write_phantom_lus(
     _check_int("seed", seed, 0)
     if height % 2 or width % 2:
         raise ValueError(f"height and width must be even (video encoding), got {height}x{width}")
-    out_dir = Path(out_dir)
-    if out_dir.name in ("", ".", ".."):
-        raise ValueError(f"out_dir must name a folder to (re)create, got {str(out_dir)!r}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     scores = score_table(int(n_patients), int(areas_per_patient), int(seed))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         (tmp / "mat").mkdir()
         (tmp / "videos").mkdir()
         score_rows, label_rows = [], []
@@ -460,8 +454,4 @@ def write_phantom_lus(
         table = pd.DataFrame(score_rows, columns=["file", "score"])
         table.to_csv(tmp / "mat" / "scores.csv", index=False)
         pd.DataFrame(label_rows).to_csv(tmp / "labels.csv", index=False)
-        _swap_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return table

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from lungsynth import __version__
-from lungsynth.report.figures import classifier_history, loss_curves, positive_rate_scatter
+from lungsynth.figures import classifier_history, loss_curves, positive_rate_scatter
 from lungsynth.methods.unconditional import image_grid, save_png
 from lungsynth.data.ingest import read_files, read_manifest
 from lungsynth.artifacts import write_text
@@ -326,7 +326,7 @@ def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
     """Seed 003: per-score grids, losses, similarity distributions, diversity, memorization."""
     import torch
 
-    from lungsynth.report.figures import metric_boxplots
+    from lungsynth.figures import metric_boxplots
 
     manifest = read_manifest(lus.manifest)
     skipped = pd.read_csv(lus.skipped, dtype=str, keep_default_na=False)

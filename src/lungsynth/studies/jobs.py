@@ -4,8 +4,9 @@ Segmentation study (under ``results/<dataset>/ablation/``): a U-Net is trained o
 real (augmented) slices of the synthesis-test split with a share of them replaced by,
 or supplemented with, composite synthetic slices generated from the same maps, and
 evaluated on the augmented segmentation-test split divided into folds. Each cell
-(mode, ratio, method, training seed) is one job: ``<mode>/<method>/r<ratio>/s<seed>/``.
-The ratio-0 cell (real only) is shared by both modes: ``real/s<seed>/``.
+(mode, method, ratio, training seed) is one job. The ratio-0 cell (real only, mode ``"real"``,
+method ``"none"``) is shared by both modes. The caller names each cell by these keys
+(:func:`lungsynth.studies.design.unet_study_cells`); where a cell's files lie is its business.
 
 Classifier study (under ``results/<dataset>/classifier_study/``): the DenseNet-169 of
 seed 000 trained on the real train split plus ``ratio`` x (real count per class)
@@ -15,6 +16,7 @@ DCGAN-synthetic images of each class, tested on the real test split.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -122,25 +124,20 @@ def classifier_cell_job(train_split: str | Path, val_split: str | Path, test_spl
     return metrics
 
 
-def parse_cell(cell: str) -> tuple[str, str, float, int]:
-    """``"<mode>/<method>/r<ratio>/s<seed>"`` -> (mode, method, ratio, seed)."""
-    mode, method, ratio, seed = cell.split("/")
-    return mode, method, float(ratio[1:]), int(seed[1:])
-
-
-def ablation_tables_job(cells: dict[str, str | Path], table_out: str | Path, plot_out: str | Path) -> pd.DataFrame:
+def ablation_tables_job(cells: Mapping[tuple[str, str, float, int], str | Path], table_out: str | Path,
+                        plot_out: str | Path) -> pd.DataFrame:
     """Tables III/IV in long form: one row per (mode, method, ratio, structure, metric) with both CIs.
 
+    ``cells``: ``(mode, method, ratio, seed)`` -> that cell's ``folds.csv`` (:func:`unet_cell_job`).
     The real-only cell is the ratio-0 row of both modes.
     """
     from lungsynth.studies.design import summarise_seeds
-    from lungsynth.report.figures import metrics_vs_ratio
+    from lungsynth.figures import metrics_vs_ratio
     from lungsynth.methods.cgan.specs import method_label
 
     groups: dict[tuple[str, str, float], dict[int, pd.DataFrame]] = {}
-    for cell, path in cells.items():
-        mode, method, ratio, seed = parse_cell(cell)
-        groups.setdefault((mode, method, ratio), {})[seed] = pd.read_csv(path)
+    for (mode, method, ratio, seed), path in cells.items():
+        groups.setdefault((mode, method, float(ratio)), {})[int(seed)] = pd.read_csv(path)
     modes = sorted({m for m, _, _ in groups if m != "real"}, key=lambda m: MODES.index(m))
     frames = []
     for (mode, method, ratio), per_seed in groups.items():
@@ -163,31 +160,25 @@ def ablation_tables_job(cells: dict[str, str | Path], table_out: str | Path, plo
     return table
 
 
-def parse_classifier_cell(cell: str) -> tuple[float, int]:
-    """``"r<ratio>/s<seed>"`` -> (ratio, seed)."""
-    ratio, seed = cell.split("/")
-    return float(ratio[1:]), int(seed[1:])
-
-
 def seeds_text(n_seeds: int) -> str:
     return f"{n_seeds} training seeds, bands: 95% t interval" if n_seeds > 1 else "one training seed: no interval"
 
 
-def classifier_study_job(cells: dict[str, str | Path], table_out: str | Path, plot_out: str | Path) -> pd.DataFrame:
+def classifier_study_job(cells: Mapping[tuple[float, int], str | Path], table_out: str | Path,
+                         plot_out: str | Path) -> pd.DataFrame:
     """Accuracy, F1 and AUC per synthetic share: mean and t interval over training seeds.
 
-    ``cells``: ``"r<ratio>/s<seed>"`` -> a metrics JSON (a classifier cell's, or for the real-only cell
+    ``cells``: ``(ratio, seed)`` -> a metrics JSON (a classifier cell's, or for the real-only cell
     of the baseline seed, the baseline classifier's: the same training run).
     """
     import json
 
     from lungsynth.studies.design import summarise_classifier_runs
-    from lungsynth.report.figures import metrics_vs_ratio
+    from lungsynth.figures import metrics_vs_ratio
 
     runs = []
-    for cell, path in cells.items():
-        ratio, seed = parse_classifier_cell(cell)
-        runs.append({**json.loads(Path(path).read_text()), "ratio": ratio, "seed": seed})
+    for (ratio, seed), path in cells.items():
+        runs.append({**json.loads(Path(path).read_text()), "ratio": float(ratio), "seed": int(seed)})
     runs = pd.DataFrame(runs)
     table = summarise_classifier_runs(runs[["ratio", "seed", "accuracy", "f1", "auc"]])
     write_csv(table_out, table)

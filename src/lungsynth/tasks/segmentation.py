@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from lungsynth.tasks.classifier import recalibrate_batchnorm
 from lungsynth.artifacts import torch_load, torch_save
 from lungsynth.networks.unet import UNet
-from lungsynth.engine import Step, TrainingLoop, run_fingerprint
-from lungsynth.methods.dcgan.train import SettingsFromDict, decode_uint8
+from lungsynth.engine import LoopSettings, epoch_batches, Step, TrainingLoop, run_fingerprint
+from lungsynth.data.preprocess import decode_uint8
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +55,22 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> t
 
 
 @dataclass
-class UNetSettings(SettingsFromDict):
+class UNetSettings(LoopSettings):
     """U-Net training settings (see the config schema)."""
 
     epochs: int = 10
-    batch_size: int = 16
     lr: float = 1e-3
     dice_weight: float = 1.0
-    checkpoint_every: int = 100
-    seed: int = 0
     hflip: bool = True
-    amp: bool = True
-    device: str = "auto"
 
 
 def train_unet(images: torch.Tensor, labels: torch.Tensor, model_config: dict, settings: UNetSettings,
                work_dir: str | Path, *, progress: bool = True, stop_after: int | None = None) -> dict:
     """Train a U-Net on uint8 images ``(N, 1, S, S)`` and label maps ``(N, S, S)``; resume from ``work_dir``."""
     n = len(images)
-    if n == 0:
-        raise ValueError("no training slices for the U-Net")
-    batch = min(settings.batch_size, n)
-    per_epoch = max(1, n // batch)
-    total = settings.epochs * per_epoch
-    loop = TrainingLoop(work_dir, total=total, seed=settings.seed, device=settings.device, amp=settings.amp,
-                        checkpoint_every=settings.checkpoint_every, loss_columns=LOSS_COLUMNS, desc="unet",
-                        progress=progress, stop_after=stop_after)
+    batch, per_epoch = epoch_batches(n, settings.batch_size, "slices for the U-Net")
+    loop = TrainingLoop.from_settings(work_dir, settings, total=settings.epochs * per_epoch,
+                                      loss_columns=LOSS_COLUMNS, desc="unet", progress=progress, stop_after=stop_after)
     device, precision = loop.device, loop.precision
     loop.seed_torch()
     model = UNet(images.shape[1], N_CLASSES, width=model_config["width"], depth=model_config["depth"]).to(device)
@@ -88,14 +78,10 @@ def train_unet(images: torch.Tensor, labels: torch.Tensor, model_config: dict, s
     targets = segmentation_target(labels)
     loop.resume({"model": model, "optimiser": optimiser},
                 run_fingerprint(images, labels, model_config, settings, model))
-    perms: dict[int, torch.Tensor] = {}
+    order = loop.epoch_order(n, batch, per_epoch)
 
     def step_fn(step: int) -> Step:
-        epoch, index = divmod(step, per_epoch)
-        if epoch not in perms:
-            perms.clear()
-            perms[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
-        rows = perms[epoch][index * batch : (index + 1) * batch]
+        epoch, rows = order(step)
         x, y = decode_uint8(images[rows]), targets[rows]
         if settings.hflip:
             flip = torch.rand(len(rows), generator=loop.stream(2, step)) < 0.5
@@ -121,7 +107,7 @@ def train_unet(images: torch.Tensor, labels: torch.Tensor, model_config: dict, s
     # Few steps leave BatchNorm's running statistics behind the weights; re-estimate them exactly.
     recalibrate_batchnorm(model, images)
     return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "model_config": dict(model_config),
-            "in_channels": images.shape[1], "steps": total, "resumed_from": ended.resumed_from,
+            "in_channels": images.shape[1], "steps": loop.total, "resumed_from": ended.resumed_from,
             "loss_csv": ended.loss_csv, "device": str(device)}
 
 

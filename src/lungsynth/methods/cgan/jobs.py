@@ -151,7 +151,7 @@ def pick_cases(labels: torch.Tensor, n_cases: int) -> list[int]:
 def cases_figure_job(test_aug: str | Path, generated: dict[str, str | Path], out_png: str | Path,
                      n_cases: int = 4) -> None:
     """The map | real | each method figure for a few test cases."""
-    from lungsynth.report.figures import cgan_cases
+    from lungsynth.figures import cgan_cases
 
     data = torch_load(test_aug)
     rows = pick_cases(data["labels"], n_cases)

@@ -54,8 +54,8 @@ from lungsynth.networks.cgan import (
 from lungsynth.methods.cgan.specs import method_steps
 from lungsynth.runlog import progress_bar
 from lungsynth.data.segmentation import N_LABELS, one_hot
-from lungsynth.engine import Step, TrainingLoop, run_fingerprint
-from lungsynth.methods.dcgan.train import decode_uint8, SettingsFromDict
+from lungsynth.engine import LoopSettings, epoch_batches, Step, TrainingLoop, run_fingerprint
+from lungsynth.data.preprocess import decode_uint8
 from lungsynth.data.preprocess import encode_uint8
 
 log = logging.getLogger(__name__)
@@ -151,12 +151,11 @@ def dfm_objective(weights: torch.Tensor, fm: torch.Tensor, temperature: float) -
 
 
 @dataclass
-class CGANSettings(SettingsFromDict):
+class CGANSettings(LoopSettings):
     """Training settings shared by all conditional GANs (see the config schema)."""
 
     epochs: int = 10
     decay_epochs: int = 10
-    batch_size: int = 16
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -165,11 +164,7 @@ class CGANSettings(SettingsFromDict):
     l1_weight: float = 100.0
     ttur_lr_g: float = 1e-4
     ttur_lr_d: float = 4e-4
-    checkpoint_every: int = 100
-    seed: int = 0
-    amp: bool = True
     channels_last: bool = True
-    device: str = "auto"
 
 
 def lr_factor(step: int, total: int, decay: int) -> float:
@@ -230,15 +225,11 @@ def train_cgan_step(
     if step_name not in method_steps(spec):
         raise ValueError(f"method {spec['method']} has steps {method_steps(spec)}, not {step_name!r}")
     n, channels, size, _ = images.shape
-    if n == 0:
-        raise ValueError("no training pairs")
-    batch = min(settings.batch_size, n)
-    per_epoch = max(1, n // batch)
+    batch, per_epoch = epoch_batches(n, settings.batch_size, "pairs")
     decay_steps = settings.decay_epochs * per_epoch
     total = (settings.epochs + settings.decay_epochs) * per_epoch
-    loop = TrainingLoop(work_dir, total=total, seed=settings.seed, device=settings.device, amp=settings.amp,
-                        checkpoint_every=settings.checkpoint_every, loss_columns=LOSS_COLUMNS,
-                        desc=f"{spec['method']}:{step_name}", progress=progress, stop_after=stop_after)
+    loop = TrainingLoop.from_settings(work_dir, settings, total=total, loss_columns=LOSS_COLUMNS,
+                                      desc=f"{spec['method']}:{step_name}", progress=progress, stop_after=stop_after)
     device, precision = loop.device, loop.precision
 
     loop.seed_torch()
@@ -265,14 +256,10 @@ def train_cgan_step(
                 run_fingerprint(images, labels, spec, settings, step_name, init, generator, discriminator, dfm))
 
     factor = 2 ** spec["n_local"] if step_name == "global" else 1
-    perms: dict[int, torch.Tensor] = {}
+    order = loop.epoch_order(n, batch, per_epoch)
 
     def step_fn(step: int) -> Step:
-        epoch, index = divmod(step, per_epoch)
-        if epoch not in perms:
-            perms.clear()
-            perms[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
-        rows = perms[epoch][index * batch : (index + 1) * batch]
+        epoch, rows = order(step)
         real = decode_uint8(images[rows]).to(device, memory_format=memory_format)
         maps = one_hot(labels[rows]).to(device, memory_format=memory_format)
         scale = lr_factor(step, total, decay_steps)

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from lungsynth.transforms.augment import random_resized_crop_flip
 from lungsynth.artifacts import torch_load
-from lungsynth.config import SettingsFromDict
 from lungsynth.data.preprocess import decode_uint8
-from lungsynth.engine import Step, TrainingLoop, run_fingerprint
+from lungsynth.engine import LoopSettings, epoch_batches, Step, TrainingLoop, run_fingerprint
+from lungsynth.methods.unconditional import adversarial_step, run_adversarial_training
 from lungsynth.networks.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_init_
 
 log = logging.getLogger(__name__)
@@ -28,20 +28,15 @@ LOSS_COLUMNS = ("step", "epoch", "loss_d", "loss_g", "d_real", "d_fake")
 
 
 @dataclass
-class DCGANSettings(SettingsFromDict):
+class DCGANSettings(LoopSettings):
     """Training settings of one DCGAN (one class). See the config schema for meanings."""
 
     epochs: int = 100
-    batch_size: int = 16
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    checkpoint_every: int = 100
-    seed: int = 0
     hflip: bool = True
     crop_scale: tuple[float, float] = (0.85, 1.0)
-    amp: bool = True
-    device: str = "auto"
 
 
 def build_dcgan(model_config: dict, channels: int, image_size: int) -> tuple[DCGANGenerator, DCGANDiscriminator]:
@@ -85,14 +80,10 @@ def train_dcgan(
         ``resumed_from`` (step or None) and ``loss_csv`` path.
     """
     n, channels, size, _ = images.shape
-    if n == 0:
-        raise ValueError("no training images for this class")
-    batch = min(settings.batch_size, n)
-    steps_per_epoch = max(1, n // batch)
-    total_steps = settings.epochs * steps_per_epoch
-    loop = TrainingLoop(work_dir, total=total_steps, seed=settings.seed, device=settings.device, amp=settings.amp,
-                        checkpoint_every=settings.checkpoint_every, loss_columns=LOSS_COLUMNS, desc="dcgan",
-                        progress=progress, stop_after=stop_after, on_step=on_step)
+    batch, steps_per_epoch = epoch_batches(n, settings.batch_size, "images for this class")
+    loop = TrainingLoop.from_settings(work_dir, settings, total=settings.epochs * steps_per_epoch,
+                                      loss_columns=LOSS_COLUMNS, desc="dcgan", progress=progress,
+                                      stop_after=stop_after, on_step=on_step)
     device, precision = loop.device, loop.precision
 
     loop.seed_torch()
@@ -105,15 +96,12 @@ def train_dcgan(
                 run_fingerprint(images, model_config, settings, generator, discriminator))
 
     latent = model_config["latent_dim"]
-    perms: dict[int, torch.Tensor] = {}
+    order = loop.epoch_order(n, batch, steps_per_epoch)
 
     def step_fn(step: int) -> Step:
-        epoch, index = divmod(step, steps_per_epoch)
-        if epoch not in perms:
-            perms.clear()
-            perms[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
+        epoch, rows = order(step)
         rng = loop.stream(2, step)
-        real = decode_uint8(images[perms[epoch][index * batch : (index + 1) * batch]])
+        real = decode_uint8(images[rows])
         real = random_resized_crop_flip(real, rng, scale=tuple(settings.crop_scale), hflip=settings.hflip).to(device)
         z = torch.randn(real.shape[0], latent, generator=rng).to(device)
         ones = torch.ones(real.shape[0], device=device)
@@ -139,27 +127,10 @@ def train_dcgan(
         precision.update()
 
         values = (loss_d.item(), loss_g.item(), torch.sigmoid(logit_real).mean().item(), torch.sigmoid(logit_fake).mean().item())
-        return Step(row=(step, epoch, *(round(v, 6) for v in values)),
-                    losses={"loss_d": values[0], "loss_g": values[1]},
-                    postfix={"loss_d": f"{values[0]:.3f}", "loss_g": f"{values[1]:.3f}"})
+        return adversarial_step((step, epoch), values)
 
-    generator.train()
-    discriminator.train()
-    ended = loop.run(step_fn)
-    if ended.stopped:
-        return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
-    return {
-        "generator": generator.state_dict(),
-        "model_config": dict(model_config),
-        "channels": channels,
-        "image_size": size,
-        "step": total_steps,
-        "steps": total_steps,
-        "steps_per_epoch": steps_per_epoch,
-        "resumed_from": ended.resumed_from,
-        "loss_csv": ended.loss_csv,
-        "device": str(device),
-    }
+    return run_adversarial_training(loop, step_fn, generator, discriminator, model_config=model_config,
+                                    channels=channels, image_size=size, steps_per_epoch=steps_per_epoch)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> DCGANGenerator:

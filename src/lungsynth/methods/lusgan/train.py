@@ -28,8 +28,9 @@ from lungsynth.artifacts import torch_load
 from lungsynth.losses.adversarial import LOSSES, discriminator_loss, generator_loss, smoothed_targets
 from lungsynth.networks.dcgan import dcgan_init_
 from lungsynth.networks.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator
-from lungsynth.engine import Step, TrainingLoop, run_fingerprint
-from lungsynth.methods.dcgan.train import SettingsFromDict, decode_uint8
+from lungsynth.engine import LoopSettings, Step, TrainingLoop, run_fingerprint
+from lungsynth.methods.unconditional import adversarial_step, run_adversarial_training
+from lungsynth.data.preprocess import decode_uint8
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ GENERATORS = {"baseline": LUSGenerator, "improved": ImprovedLUSGenerator}
 
 
 @dataclass
-class LUSSettings(SettingsFromDict):
+class LUSSettings(LoopSettings):
     """Training settings of one LUS GAN (one class); defaults equal the schema's ``lusgan.train``.
 
     ``d_lr_decay``: critic lr multiplied by ``1 - d_lr_decay`` after every iteration.
@@ -47,7 +48,6 @@ class LUSSettings(SettingsFromDict):
     """
 
     iterations: int = 200
-    batch_size: int = 16
     lr_g: float = 4e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
@@ -57,10 +57,7 @@ class LUSSettings(SettingsFromDict):
     loss: str = "rasgan"
     label_smoothing: bool = True
     flip_prob: float = 0.05
-    checkpoint_every: int = 100
     seed: int = 999
-    amp: bool = True
-    device: str = "auto"
 
 
 def build_lus_generator(model_config: dict, channels: int, image_size: int) -> nn.Module:
@@ -136,9 +133,8 @@ def train_lus_gan(
     batches_per_epoch = n // batch
     batches_per_iteration = 1 + settings.g_steps_per_d
     total = settings.iterations
-    loop = TrainingLoop(work_dir, total=total, seed=settings.seed, device=settings.device, amp=settings.amp,
-                        checkpoint_every=settings.checkpoint_every, loss_columns=LUS_LOSS_COLUMNS, desc="lus-gan",
-                        unit="iteration", progress=progress, stop_after=stop_after, on_step=on_step)
+    loop = TrainingLoop.from_settings(work_dir, settings, total=total, loss_columns=LUS_LOSS_COLUMNS, desc="lus-gan",
+                                      unit="iteration", progress=progress, stop_after=stop_after, on_step=on_step)
     device, precision = loop.device, loop.precision
 
     loop.seed_torch()
@@ -153,14 +149,10 @@ def train_lus_gan(
                 run_fingerprint(images, model_config, settings, generator, discriminator))
 
     latent = int(model_config["latent_dim"])
-    perm_cache: dict[int, torch.Tensor] = {}
+    order = loop.epoch_order(n, batch, batches_per_epoch)
 
     def real_batch(counter: int) -> torch.Tensor:
-        epoch, index = divmod(counter, batches_per_epoch)
-        if epoch not in perm_cache:
-            perm_cache.clear()
-            perm_cache[epoch] = torch.randperm(n, generator=loop.stream(1, epoch))
-        return decode_uint8(images[perm_cache[epoch][index * batch : (index + 1) * batch]]).to(device)
+        return decode_uint8(images[order(counter)[1]]).to(device)
 
     def step_fn(step: int) -> Step:
         torch.manual_seed(loop.stream(3, step).initial_seed())  # dropout streams
@@ -207,33 +199,16 @@ def train_lus_gan(
         sched_d.step()
 
         values = (loss_d.item(), _mean(g_losses), c_real.mean().item(), c_fake.mean().item())
-        return Step(row=(step, *(round(v, 6) for v in values), lr_d),
-                    losses={"loss_d": values[0], "loss_g": values[1]},
-                    postfix={"loss_d": f"{values[0]:.3f}", "loss_g": f"{values[1]:.3f}"})
+        return adversarial_step((step,), values, (lr_d,))
 
-    generator.train()
-    discriminator.train()
-    ended = loop.run(step_fn)
-    if ended.stopped:
-        return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
-    return {
-        "generator": generator.state_dict(),
-        "model_config": dict(model_config),
-        "channels": channels,
-        "image_size": size,
-        "step": total,
-        "steps": total,
-        "batch_size": batch,
-        "resumed_from": ended.resumed_from,
-        "loss_csv": ended.loss_csv,
-        "device": str(device),
-    }
+    return run_adversarial_training(loop, step_fn, generator, discriminator, model_config=model_config,
+                                    channels=channels, image_size=size, batch_size=batch)
 
 
 def load_lus_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a trained LUS generator (eval mode) from a saved ``{"generator", "model_config",
-    "channels", "image_size"}`` dict; sample with ``generation.sample_generator`` (which
-    rescales tanh [-1, 1] to uint8 0..255 via ``training.encode_uint8``)."""
+    "channels", "image_size"}`` dict; sample with :func:`lungsynth.methods.unconditional.sample_generator`
+    (which rescales tanh [-1, 1] to uint8 0..255 via :func:`lungsynth.data.preprocess.encode_uint8`)."""
     state = torch_load(path)
     generator = build_lus_generator(state["model_config"], state["channels"], state["image_size"])
     generator.load_state_dict(state["generator"])

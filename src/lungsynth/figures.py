@@ -1,4 +1,4 @@
-"""Matplotlib figures of the report (Agg backend, PNG files)."""
+"""Matplotlib figures (Agg backend, written atomically as PNG): what the jobs plot and the report shows."""
 
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
-from lungsynth.methods.unconditional import generate_images
-from lungsynth.runlog import job_log
+# Sample one class's trained generator of a per-class unconditional family: params.family names it (dcgan | lusgan).
 from lungsynth.engine import select_device
 from lungsynth.methods.dcgan.train import load_generator
+from lungsynth.methods.lusgan.train import load_lus_generator
+from lungsynth.methods.unconditional import generate_images
+from lungsynth.runlog import job_log
+
+LOADER = {"dcgan": load_generator, "lusgan": load_lus_generator}
 
 with job_log(snakemake.log[0], snakemake.threads):
     s = snakemake.params.settings
@@ -14,5 +18,5 @@ with job_log(snakemake.log[0], snakemake.threads):
         image_dir=snakemake.output.images,
         grid_path=snakemake.output.grid,
         device=select_device(snakemake.params.device),
-        loader=load_generator,
+        loader=LOADER[snakemake.params.family],
     )
