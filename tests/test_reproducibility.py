@@ -56,6 +56,16 @@ def _training_process(workdir: Path, script: str, timeout_s: float = 300) -> psu
     raise AssertionError(f"no {script} process appeared within {timeout_s} s")
 
 
+def _killed_run(tmp_path: Path, override: str, target: str, script: str, checkpoints: str):
+    """Tiny config plus ``override``, run in ``tmp_path/killed`` for ``target`` with ``script`` killed after
+    its first checkpoint in ``checkpoints`` (relative to the work folder); ``(work folder, configs, run)``."""
+    configs = (TINY, tmp_path / "long.yaml")
+    configs[1].write_text(override)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    return killed, configs, _kill_after_first_checkpoint(killed, target, configs, script, killed / checkpoints)
+
+
 def _kill_after_first_checkpoint(workdir: Path, target: str, configs, script: str,
                                  checkpoints: Path) -> tuple[int, str, list[int]]:
     """Run the workflow for ``target``, SIGKILL ``script`` once a checkpoint exists in ``checkpoints``.
@@ -98,14 +108,8 @@ def _uninterrupted(tmp_path: Path, target: str, configs) -> Path:
 
 @pytest.mark.slow
 def test_training_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(tmp_path):
-    override = tmp_path / "long.yaml"
-    override.write_text(LONG_DCGAN)
-    configs = (TINY, override)
-
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    checkpoints = killed / "results" / "phantom_ct" / "dcgan" / "covid" / "work" / "checkpoints"
-    returncode, output, saved = _kill_after_first_checkpoint(killed, GENERATOR, configs, "train_dcgan.py", checkpoints)
+    killed, configs, (returncode, output, saved) = _killed_run(
+        tmp_path, LONG_DCGAN, GENERATOR, "train_dcgan.py", "results/phantom_ct/dcgan/covid/work/checkpoints")
     assert returncode != 0, "the killed training job should fail its first run"
     assert not (killed / GENERATOR).exists(), "a killed job must leave no output under its final name"
     assert saved, f"no checkpoint was committed before the kill:\n{output[-3000:]}"
@@ -132,15 +136,9 @@ EXTRACTOR_HISTORY = "results/phantom_ct_seg/cgan/quality/extractor_history.csv"
 @pytest.mark.slow
 def test_feature_extractor_job_killed_with_sigkill_resumes_and_matches_an_uninterrupted_run(tmp_path):
     """The epoch-level trainers (feature extractor, classifier) checkpoint through the same loop as the GANs."""
-    override = tmp_path / "long.yaml"
-    override.write_text(LONG_EXTRACTOR)
-    configs = (TINY, override)
-
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    checkpoints = killed / "results" / "phantom_ct_seg" / "cgan" / "quality" / "extractor_work" / "checkpoints"
-    returncode, output, saved = _kill_after_first_checkpoint(killed, EXTRACTOR, configs, "feature_extractor.py",
-                                                             checkpoints)
+    killed, configs, (returncode, output, saved) = _killed_run(
+        tmp_path, LONG_EXTRACTOR, EXTRACTOR, "feature_extractor.py",
+        "results/phantom_ct_seg/cgan/quality/extractor_work/checkpoints")
     assert returncode != 0, "the killed training job should fail its first run"
     assert not (killed / EXTRACTOR).exists()
     assert saved, f"no checkpoint was committed before the kill:\n{output[-3000:]}"

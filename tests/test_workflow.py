@@ -5,6 +5,8 @@ import json
 import pandas as pd
 import pytest
 import torch
+from pathlib import Path
+
 from wfutil import REPO, TINY, job_counts, snakemake
 
 RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", "train_classifier", "score_dcgan", "report",
@@ -13,6 +15,32 @@ RULES = {"phantom_ct", "ingest", "preprocess", "train_dcgan", "generate_dcgan", 
          "cgan_tables", "augment_segtest", "unet_cell", "ablation_tables", "classifier_cell", "classifier_study"}
 
 pytestmark = pytest.mark.slow
+
+
+def _run_example(tmp_path, example: str, dataset: str, data: Path, target: str):
+    """Run ``config/examples/<example>.yaml`` up to ``target`` with datasets.<dataset>.path = ``data``."""
+    override = tmp_path / "where.yaml"
+    override.write_text(f"datasets:\n  {dataset}:\n    path: {data}\n")
+    return snakemake(tmp_path, target, configfiles=(REPO / "config" / "examples" / f"{example}.yaml", override))
+
+def _four_images_per_class(root: Path) -> None:
+    """``root/<covid|noncovid>/<class>_<i>.png``: four 20 x 20 gray images per class."""
+    from PIL import Image
+
+    for label in ("covid", "noncovid"):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (20, 20), color=40 * i).save(root / label / f"{label}_{i}.png")
+
+def _report_with(tiny_run: Path, *sections: str) -> Path:
+    """The tiny run's results folder, once its report is seen to hold each section title."""
+    results = tiny_run / "results"
+    html = (results / "report" / "index.html").read_text()
+    for section in sections:
+        assert section in html
+    return results
+
+
 
 
 def test_dry_run_shows_the_whole_chain(tmp_path):
@@ -27,10 +55,7 @@ def test_dry_run_shows_the_whole_chain(tmp_path):
 
 
 def test_end_to_end_artifacts(tiny_run):
-    results = tiny_run / "results"
-    html = (results / "report" / "index.html").read_text()
-    for section in ("Dataset", "Real vs synthetic images", "DCGAN training", "Classifier", "Seed 000"):
-        assert section in html
+    results = _report_with(tiny_run, "Dataset", "Real vs synthetic images", "DCGAN training", "Classifier", "Seed 000")
     metrics = json.loads((results / "phantom_ct" / "classifier" / "metrics.json").read_text())
     assert metrics["positive_class"] == "covid" and 0 <= metrics["auc"] <= 1
     sets = pd.read_csv(results / "phantom_ct" / "dcgan" / "score" / "sets.csv")
@@ -47,10 +72,8 @@ def test_end_to_end_artifacts(tiny_run):
 
 
 def test_end_to_end_ultrasound_branch(tiny_run):
-    results = tiny_run / "results"
-    html = (results / "report" / "index.html").read_text()
-    for section in ("Lung ultrasound", "Generated vs real: all pairs per score", "Diversity", "Memorization"):
-        assert section in html
+    results = _report_with(tiny_run, "Lung ultrasound", "Generated vs real: all pairs per score",
+                           "Diversity", "Memorization")
     manifest = pd.read_csv(results / "phantom_lus" / "ingest" / "manifest.csv", dtype=str)
     assert manifest.groupby("source")["split"].nunique().max() == 1  # no video straddles splits
     summary = pd.read_csv(results / "phantom_lus" / "lusgan" / "similarity" / "summary.csv", dtype={"score": str})
@@ -66,11 +89,8 @@ def test_end_to_end_ultrasound_branch(tiny_run):
 
 
 def test_end_to_end_conditional_gan_branch(tiny_run):
-    results = tiny_run / "results"
-    html = (results / "report" / "index.html").read_text()
-    for section in ("seed 001", "Image quality (seed 001's Table II)", "Ablations (seed 001's Table V",
-                    "Synthesis from test label maps"):
-        assert section in html
+    results = _report_with(tiny_run, "seed 001", "Image quality (seed 001's Table II)", "Ablations (seed 001's Table V",
+                    "Synthesis from test label maps")
     table = pd.read_csv(results / "phantom_ct_seg" / "cgan" / "table2.csv")
     assert set(table["method"]) == {"globallocal", "pix2pix", "pix2pixhd", "spade", "sean", "no_desum"}
     assert set(table["metric"]) == {"FID", "KID", "PSNR", "SSIM", "RMSE"} and set(table["region"]) == {"complete", "lung"}
@@ -156,13 +176,7 @@ def test_invalid_config_stops_naming_the_key(tmp_path):
 
 
 def test_bad_input_file_stops_naming_it_and_leaves_no_manifest(tmp_path):
-    from PIL import Image
-
-    for label in ("covid", "noncovid"):
-        folder = tmp_path / "data" / label
-        folder.mkdir(parents=True)
-        for i in range(4):
-            Image.new("L", (20, 20), color=40 * i).save(folder / f"{label}_{i}.png")
+    _four_images_per_class(tmp_path / "data")
     (tmp_path / "data" / "covid" / "covid_3.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 10)
     config = tmp_path / "folder.yaml"
     config.write_text(
@@ -180,11 +194,8 @@ def test_bad_input_file_stops_naming_it_and_leaves_no_manifest(tmp_path):
 @pytest.mark.realdata
 def test_semiseg_example_builds_label_maps_with_derived_lungs(tmp_path, realdata_dir):
     """config/examples/covid_semiseg.yaml up to the augmented pairs on the real COVID-SemiSeg sample."""
-    example = REPO / "config" / "examples" / "covid_semiseg.yaml"
-    override = tmp_path / "where.yaml"
-    override.write_text(f"datasets:\n  covid_semiseg:\n    path: {realdata_dir / 'covid-semiseg' / 'train'}\n")
     target = "results/covid_semiseg/cgan/data/train_aug.pt"
-    result = snakemake(tmp_path, target, configfiles=(example, override))
+    result = _run_example(tmp_path, "covid_semiseg", "covid_semiseg", realdata_dir / "covid-semiseg" / "train", target)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "results" / "covid_semiseg" / "segmentation" / "summary.json").read_text())
     assert summary["lung_mask"]["derived"] == sum(summary["counts"][s]["slices"] for s in ("train", "val", "test"))
@@ -195,10 +206,8 @@ def test_semiseg_example_builds_label_maps_with_derived_lungs(tmp_path, realdata
 @pytest.mark.realdata
 def test_example_config_ingests_and_preprocesses_real_covid_ct(tmp_path, realdata_dir):
     """config/examples/covid_ct.yaml up to the cached tensors on the real COVID-CT sample."""
-    example = REPO / "config" / "examples" / "covid_ct.yaml"
-    override = tmp_path / "where.yaml"
-    override.write_text(f"datasets:\n  covid_ct:\n    path: {realdata_dir / 'covid-ct'}\n")
-    result = snakemake(tmp_path, "results/covid_ct/preprocessed/summary.json", configfiles=(example, override))
+    result = _run_example(tmp_path, "covid_ct", "covid_ct", realdata_dir / "covid-ct",
+                          "results/covid_ct/preprocessed/summary.json")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "results" / "covid_ct" / "preprocessed" / "summary.json").read_text())
     counts = summary["counts"]
@@ -209,13 +218,7 @@ def test_example_config_ingests_and_preprocesses_real_covid_ct(tmp_path, realdat
 
 
 def test_skip_mode_leaves_bad_file_out_and_lists_it(tmp_path):
-    from PIL import Image
-
-    for label in ("covid", "noncovid"):
-        folder = tmp_path / "data" / label
-        folder.mkdir(parents=True)
-        for i in range(4):
-            Image.new("L", (20, 20), color=40 * i).save(folder / f"{label}_{i}.png")
+    _four_images_per_class(tmp_path / "data")
     (tmp_path / "data" / "noncovid" / "noncovid_0.png").write_bytes(b"not an image")
     config = tmp_path / "skip.yaml"
     config.write_text(
@@ -263,10 +266,8 @@ def test_changing_a_scoring_setting_reruns_scoring_and_report_only(tiny_run):
 @pytest.mark.realdata
 def test_lus_mat_example_ingests_and_preprocesses_real_pocus(tmp_path, realdata_dir):
     """config/examples/lus_pocus_mat.yaml up to the cached tensors on the real POCUS .mat files."""
-    example = REPO / "config" / "examples" / "lus_pocus_mat.yaml"
-    override = tmp_path / "where.yaml"
-    override.write_text(f"datasets:\n  pocus_mat:\n    path: {realdata_dir / 'lus-pocus' / 'mat'}\n")
-    result = snakemake(tmp_path, "results/pocus_mat/preprocessed/summary.json", configfiles=(example, override))
+    result = _run_example(tmp_path, "lus_pocus_mat", "pocus_mat", realdata_dir / "lus-pocus" / "mat",
+                          "results/pocus_mat/preprocessed/summary.json")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "results" / "pocus_mat" / "preprocessed" / "summary.json").read_text())
     assert summary["classes"] == ["0", "1", "2", "3"]

@@ -15,6 +15,10 @@ with a fingerprint of the run, and supplies a step function; the loop owns the r
 - the progress bar, the ``stop_after`` test hook (stop as if killed) and the check that every
   reported loss is finite.
 
+Shared by every trainer as well: :class:`LoopSettings` (the settings fields every family has),
+:meth:`TrainingLoop.from_settings`, :func:`epoch_batches` and :class:`EpochOrder` (shuffled-epoch
+minibatches recomputable after a resume).
+
 A "step" is whatever the trainer's unit of work is: an optimiser step (GANs, U-Net), a
 critic iteration (lung-ultrasound GANs) or an epoch (classifier, feature extractor).
 """
@@ -333,14 +337,13 @@ class TrainingLoop:
         desc, unit: progress-bar label and step unit (``unit`` also names the step in messages).
         progress: show the progress bar.
         stop_after: stop after this many steps of this call, as if killed (tests).
-        on_step: called with the number of steps done after each step (tests).
         keep: checkpoints kept on disk.
     """
 
     def __init__(self, work_dir: str | Path | None, *, total: int, seed: int, device: str = "auto",
                  amp: bool = True, checkpoint_every: int = 1, loss_columns: tuple[str, ...] | None = None,
                  desc: str = "train", unit: str = "step", progress: bool = True, stop_after: int | None = None,
-                 on_step: Callable[[int], None] | None = None, keep: int = 2) -> None:
+                 keep: int = 2) -> None:
         if total < 0 or checkpoint_every < 1:
             raise ValueError(f"need total >= 0 and checkpoint_every >= 1, got {total} and {checkpoint_every}")
         self.work_dir = None if work_dir is None else Path(work_dir)
@@ -350,7 +353,7 @@ class TrainingLoop:
         self.precision = MixedPrecision(amp, self.device)
         self.checkpoint_every = int(checkpoint_every)
         self.desc, self.unit = desc, unit
-        self.progress, self.stop_after, self.on_step, self.keep = progress, stop_after, on_step, keep
+        self.progress, self.stop_after, self.keep = progress, stop_after, keep
         self.losses = (LossLog(self.work_dir / "losses.csv", loss_columns)
                        if loss_columns is not None and self.work_dir is not None else None)
         self.state: dict[str, Any] = {}
@@ -424,8 +427,6 @@ class TrainingLoop:
                 done = step + 1
                 if done % self.checkpoint_every == 0 or done == self.total:
                     self._checkpoint(done, pending)
-                if self.on_step is not None:
-                    self.on_step(done)
                 if self.stop_after is not None and done - self.start >= self.stop_after:
                     return LoopResult(True, done, self.total, self.resumed_from, self._loss_csv())
         finally:

@@ -17,29 +17,23 @@ def per_class_branch(i, prefix, dataset, labels):
     )
 
 
+# report field <- input key, per branch (the per-class branches share per_class_branch's fields)
+DCGAN = {"preprocess_summary": "summary", "classifier_metrics": "metrics", "classifier_history": "history",
+         "score_sets": "sets", "score_summary": "score_summary"}
+LUS = {"similarity_summary": "lus_summary", "diversity": "lus_diversity", "nearest": "lus_nearest",
+       "values": "lus_values"}
+
 with job_log(snakemake.log[0]):
     i = dict(snakemake.input.items())
     p = snakemake.params
     dcgan = {}
     if "manifest" in i:
-        dcgan = dict(
-            **per_class_branch(i, "", p.dataset, p.labels),
-            preprocess_summary=i["summary"],
-            classifier_metrics=i["metrics"],
-            classifier_history=i["history"],
-            score_sets=i["sets"],
-            score_summary=i["score_summary"],
-            positive_class=p.positive,
-        )
+        dcgan = dict(**per_class_branch(i, "", p.dataset, p.labels), **{f: i[k] for f, k in DCGAN.items()},
+                     positive_class=p.positive)
     lus = None
     if "lus_manifest" in i:
-        lus = LUSReportInputs(
-            **per_class_branch(i, "lus_", p.lus_dataset, p.lus_labels),
-            similarity_summary=i["lus_summary"],
-            diversity=i["lus_diversity"],
-            nearest=i["lus_nearest"],
-            values=i["lus_values"],
-        )
+        lus = LUSReportInputs(**per_class_branch(i, "lus_", p.lus_dataset, p.lus_labels),
+                              **{f: i[k] for f, k in LUS.items()})
     cgan = None
     if "cgan_table" in i:
         methods = list(p.cgan_methods)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,17 +113,20 @@ def _disk(radius: int) -> np.ndarray:
     return xx * xx + yy * yy <= radius * radius
 
 
-def derive_lung_mask(
-    image: np.ndarray,
-    infection: np.ndarray | None = None,
-    *,
-    smooth_frac: float = 0.003,
-    min_area_frac: float = 0.005,
-    body_min_frac: float = 0.01,
-    close_frac: float = 0.02,
-    hole_frac: float = 0.003,
-    max_lungs: int = 2,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class LungMaskTuning:
+    """Sizes of :func:`derive_lung_mask`, as fractions of the image side (``*_frac`` of a length) or area."""
+
+    smooth_frac: float = 0.003  # Gaussian sigma / side
+    min_area_frac: float = 0.005  # smallest lung component / area
+    body_min_frac: float = 0.01  # smallest body component / area
+    close_frac: float = 0.02  # closing disk radius / side
+    hole_frac: float = 0.003  # largest hole filled / area
+    max_lungs: int = 2  # lung components kept (plus any holding infection)
+
+
+def derive_lung_mask(image: np.ndarray, infection: np.ndarray | None = None,
+                     tuning: LungMaskTuning = LungMaskTuning()) -> np.ndarray:
     """Classical lung mask of one slice: float ``(H, W)`` in [0, 1] (lung dark) -> bool ``(H, W)``.
 
     Works for HU slices scaled with :data:`LUNG_WINDOW` and for normalised 8-bit
@@ -142,8 +146,11 @@ def derive_lung_mask(
        holes smaller than ``hole_frac`` of the image (vessels) are filled, larger
        ones (a diaphragm dome seen inside the lung) are kept out.
 
-    ``infection``: optional mask of the same shape, nonzero = lesion.
+    ``infection``: optional mask of the same shape, nonzero = lesion; ``tuning``: the sizes named
+    above (:class:`LungMaskTuning`).
     """
+    smooth_frac, min_area_frac, body_min_frac = tuning.smooth_frac, tuning.min_area_frac, tuning.body_min_frac
+    close_frac, hole_frac, max_lungs = tuning.close_frac, tuning.hole_frac, tuning.max_lungs
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2:
         raise ValueError(f"derive_lung_mask needs a 2-D (H, W) image, got shape {image.shape}")

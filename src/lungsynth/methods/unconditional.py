@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from PIL import Image
 
 from lungsynth.artifacts import atomic_path, torch_save, write_csv
 from lungsynth.data.preprocess import class_images, encode_uint8, load_split
-from lungsynth.engine import LoopResult, Step, TrainingLoop, seeded_generator
+from lungsynth.engine import LoopResult, LoopSettings, Step, TrainingLoop, seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,26 @@ def generate_images(
     return images
 
 
-def train_class_generator_job(trainer, settings_cls, train_split, label, model_config, settings, work_dir,
-                   generator_out, losses_out, progress) -> dict:
-    """Shared body of the per-class GAN jobs: class images in, generator and loss CSV out."""
+def train_class_generator_job(
+    trainer: Callable[..., dict],
+    settings_cls: type[LoopSettings],
+    train_split: str | Path,
+    label: str,
+    *,
+    model_config: dict,
+    settings: dict,
+    work_dir: str | Path,
+    generator_out: str | Path,
+    losses_out: str | Path,
+    progress: bool = True,
+) -> dict:
+    """Train one class's generator: class ``label``'s images of ``train_split`` in, generator and loss CSV out.
+
+    ``trainer(images, model_config, settings_cls.from_dict(settings), work_dir, progress=...)`` is the
+    family's training function; it resumes from ``work_dir`` checkpoints when present. Writes
+    ``generator_out`` (weights, ``model_config``, ``channels``, ``image_size``, ``step``, ``label``)
+    and ``losses_out`` (the loss log); returns the trainer's result.
+    """
     images = class_images(load_split(train_split), label)
     result = trainer(images, model_config, settings_cls.from_dict(settings), work_dir, progress=progress)
     log.info("class %s: %d images, %d steps%s", label, len(images), result["steps"],

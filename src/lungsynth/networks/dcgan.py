@@ -85,7 +85,6 @@ class DCGANDiscriminator(nn.Module):
         widths: Sequence[int] = (192, 384, 768, 1536, 3072),
     ) -> None:
         super().__init__()
-        widths = list(widths)
         base = _base_size(image_size, len(widths))
         layers: list[nn.Module] = []
         c_in = in_channels

@@ -22,19 +22,13 @@ from lungsynth.methods.unconditional import train_class_generator_job
 log = logging.getLogger(__name__)
 
 
-def train_dcgan_job(
-    train_split: str | Path,
-    label: str,
-    model_config: dict,
-    settings: dict,
-    work_dir: str | Path,
-    generator_out: str | Path,
-    losses_out: str | Path,
-    progress: bool = True,
-) -> dict:
-    """Train the DCGAN of class ``label``; resume from ``work_dir`` checkpoints when present."""
-    return train_class_generator_job(train_dcgan, DCGANSettings, train_split, label, model_config, settings, work_dir,
-                          generator_out, losses_out, progress)
+def train_dcgan_job(train_split: str | Path, label: str, **job) -> dict:
+    """Train the DCGAN of class ``label``; resume from ``work_dir`` checkpoints when present.
+
+    :func:`lungsynth.methods.unconditional.train_class_generator_job` with :func:`train_dcgan`;
+    ``job`` holds that function's keyword arguments.
+    """
+    return train_class_generator_job(train_dcgan, DCGANSettings, train_split, label, **job)
 
 
 def train_classifier_job(

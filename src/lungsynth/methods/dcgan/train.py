@@ -8,7 +8,6 @@ exactly as the uninterrupted run would have (same batches, same noise).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +62,6 @@ def train_dcgan(
     *,
     progress: bool = True,
     stop_after: int | None = None,
-    on_step: Callable[[int], None] | None = None,
 ) -> dict:
     """Train one DCGAN on ``images`` with BCE (non-saturating G loss) and Adam.
 
@@ -74,7 +72,6 @@ def train_dcgan(
         work_dir: folder for ``checkpoints/`` and the live ``losses.csv``; an existing
             checkpoint there is resumed from.
         stop_after: stop (as if killed) after this many steps in this call (tests).
-        on_step: callback after each step (tests).
     Returns:
         dict with ``generator`` state_dict, ``model_config``, ``step``, ``steps``,
         ``resumed_from`` (step or None) and ``loss_csv`` path.
@@ -83,7 +80,7 @@ def train_dcgan(
     batch, steps_per_epoch = epoch_batches(n, settings.batch_size, "images for this class")
     loop = TrainingLoop.from_settings(work_dir, settings, total=settings.epochs * steps_per_epoch,
                                       loss_columns=LOSS_COLUMNS, desc="dcgan", progress=progress,
-                                      stop_after=stop_after, on_step=on_step)
+                                      stop_after=stop_after)
     device, precision = loop.device, loop.precision
 
     loop.seed_torch()

@@ -21,19 +21,13 @@ from lungsynth.metrics import similarity as sim
 log = logging.getLogger(__name__)
 
 
-def train_lusgan_job(
-    train_split: str | Path,
-    label: str,
-    model_config: dict,
-    settings: dict,
-    work_dir: str | Path,
-    generator_out: str | Path,
-    losses_out: str | Path,
-    progress: bool = True,
-) -> dict:
-    """Train seed 003's GAN for one severity score; resume from ``work_dir`` checkpoints when present."""
-    return train_class_generator_job(train_lus_gan, LUSSettings, train_split, label, model_config, settings, work_dir,
-                          generator_out, losses_out, progress)
+def train_lusgan_job(train_split: str | Path, label: str, **job) -> dict:
+    """Train seed 003's GAN of severity score ``label``; resume from ``work_dir`` checkpoints when present.
+
+    :func:`lungsynth.methods.unconditional.train_class_generator_job` with :func:`train_lus_gan`;
+    ``job`` holds that function's keyword arguments.
+    """
+    return train_class_generator_job(train_lus_gan, LUSSettings, train_split, label, **job)
 
 
 def _even_sample(images: torch.Tensor, cap: int | None) -> torch.Tensor:

@@ -17,7 +17,6 @@ need about 2941 iterations, so its example does not match its own formula).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +100,6 @@ def train_lus_gan(
     *,
     progress: bool = True,
     stop_after: int | None = None,
-    on_step: Callable[[int], None] | None = None,
 ) -> dict:
     """Train one LUS GAN on ``images``; resumes from a checkpoint in ``work_dir``.
 
@@ -114,7 +112,6 @@ def train_lus_gan(
             ``step, loss_d, loss_g, d_real, d_fake, lr_d``: critic and mean generator loss,
             mean raw critic output on the real / fake batch of the D step, critic lr used).
         stop_after: stop (as if killed) after this many iterations in this call (tests).
-        on_step: callback after each iteration (tests).
     Returns:
         dict with ``generator`` state_dict, ``model_config``, ``channels``, ``image_size``,
         ``step``, ``steps``, ``batch_size`` (after trimming to a multiple of ``pack``),
@@ -134,7 +131,7 @@ def train_lus_gan(
     batches_per_iteration = 1 + settings.g_steps_per_d
     total = settings.iterations
     loop = TrainingLoop.from_settings(work_dir, settings, total=total, loss_columns=LUS_LOSS_COLUMNS, desc="lus-gan",
-                                      unit="iteration", progress=progress, stop_after=stop_after, on_step=on_step)
+                                      unit="iteration", progress=progress, stop_after=stop_after)
     device, precision = loop.device, loop.precision
 
     loop.seed_torch()
