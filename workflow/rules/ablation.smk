@@ -1,7 +1,7 @@
 rule augment_segtest:
     """Augment the segmentation-test split: the fixed real test set of the U-Net study (seed 001 - 73 -> 10,220)."""
     input:
-        test=f"{RESULTS}/{{dataset}}/segmentation/test.pt",
+        test=rules.preprocess_segmentation.output.test,
     output:
         f"{RESULTS}/{{dataset}}/ablation/data/test_aug.pt",
     log:
@@ -20,7 +20,7 @@ rule augment_segtest:
 rule unet_cell:
     """One cell of the U-Net study: (mode, method, ratio, seed) -> per-fold Dice, sensitivity, specificity."""
     input:
-        real=f"{RESULTS}/{{dataset}}/cgan/data/test_aug.pt",
+        real=rules.augment_cgan.output.test,
         generated=ablation_generated,
         test=rules.augment_segtest.output[0],
     output:
@@ -69,13 +69,14 @@ rule ablation_tables:
 rule classifier_cell:
     """One cell of the classifier study: DenseNet-169 on real + ratio x DCGAN images per class, one seed."""
     input:
-        train=lambda wc: preprocessed(wc.dataset, "train"),
-        val=lambda wc: preprocessed(wc.dataset, "val"),
-        test=lambda wc: preprocessed(wc.dataset, "test"),
-        generated=lambda wc: [
-            f"{RESULTS}/{dcgan_dataset()}/dcgan/{label}/generated.pt"
-            for label in config["dcgan"]["classes"]
-        ],
+        train=rules.preprocess.output.train,
+        val=rules.preprocess.output.val,
+        test=rules.preprocess.output.test,
+        generated=expand(
+            rules.generate_dcgan.output.tensor,
+            dataset=dcgan_dataset(),
+            label=config["dcgan"]["classes"],
+        ),
     output:
         f"{RESULTS}/{{dataset}}/classifier_study/r{{ratio}}/s{{seed}}/metrics.json",
     log:

@@ -25,8 +25,14 @@ rule preprocess_segmentation:
 rule augment_cgan:
     """Augment map + image pairs: the training split and the synthesis-test split (seed 001 - 300 -> 12,000)."""
     input:
-        train=f"{RESULTS}/{{dataset}}/segmentation/train.pt",
-        test=lambda wc: f"{RESULTS}/{wc.dataset}/segmentation/{config['cgan']['synthesis_test_split']}.pt",
+        train=rules.preprocess_segmentation.output.train,
+        test=lambda wc: one(
+            getattr(
+                rules.preprocess_segmentation.output,
+                config["cgan"]["synthesis_test_split"],
+            ),
+            dataset=wc.dataset,
+        ),
     output:
         train=f"{RESULTS}/{{dataset}}/cgan/data/train_aug.pt",
         test=f"{RESULTS}/{{dataset}}/cgan/data/test_aug.pt",
@@ -139,12 +145,12 @@ rule quality_cgan:
 rule cgan_tables:
     """Table II / Table V (image quality) of every method in one table, and the map | real | methods figure."""
     input:
-        quality=lambda wc: [
-            f"{RESULTS}/{wc.dataset}/cgan/quality/{m}.csv" for m in cgan_methods()
-        ],
-        generated=lambda wc: [
-            f"{RESULTS}/{wc.dataset}/cgan/{m}/generated.pt" for m in cgan_methods()
-        ],
+        quality=lambda wc: expand(
+            rules.quality_cgan.output[0], dataset=wc.dataset, method=cgan_methods()
+        ),
+        generated=lambda wc: expand(
+            rules.generate_cgan.output[0], dataset=wc.dataset, method=cgan_methods()
+        ),
         test=rules.augment_cgan.output.test,
     output:
         table=f"{RESULTS}/{{dataset}}/cgan/table2.csv",

@@ -133,10 +133,6 @@ def lus_phantom_settings(name):
     }
 
 
-def preprocessed(dataset, split):
-    return f"{RESULTS}/{dataset}/preprocessed/{split}.pt"
-
-
 def dcgan_dataset():
     return config["dcgan"]["dataset"]
 
@@ -161,7 +157,7 @@ def cgan_methods():
 
 
 def cgan_model_file(dataset, method, step):
-    return f"{RESULTS}/{dataset}/cgan/{method}/{step}/model.pt"
+    return one(rules.train_cgan.output.model, dataset=dataset, method=method, step=step)
 
 
 def cgan_previous_step(wildcards):
@@ -244,7 +240,11 @@ def ablation_generated(wildcards):
     """Composites a U-Net cell draws from ([] for the real-only cell)."""
     if wildcards.mode == "real":
         return []
-    return [f"{RESULTS}/{wildcards.dataset}/cgan/{wildcards.method}/generated.pt"]
+    return expand(
+        rules.generate_cgan.output[0],
+        dataset=wildcards.dataset,
+        method=wildcards.method,
+    )
 
 
 def all_targets():

@@ -1,7 +1,7 @@
 rule train_dcgan:
     """Train seed 000's DCGAN on one class; checkpoints in work/ survive a killed job and are resumed."""
     input:
-        train=preprocessed("{dataset}", "train"),
+        train=rules.preprocess.output.train,
     output:
         generator=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/generator.pt",
         losses=f"{RESULTS}/{{dataset}}/dcgan/{{label}}/losses.csv",
@@ -56,9 +56,9 @@ rule generate_dcgan:
 rule train_classifier:
     """DenseNet-169 on the real train split, best validation-AUC epoch, metrics on the real test split."""
     input:
-        train=preprocessed("{dataset}", "train"),
-        val=preprocessed("{dataset}", "val"),
-        test=preprocessed("{dataset}", "test"),
+        train=rules.preprocess.output.train,
+        val=rules.preprocess.output.val,
+        test=rules.preprocess.output.test,
     output:
         model=f"{RESULTS}/{{dataset}}/classifier/model.pt",
         metrics=f"{RESULTS}/{{dataset}}/classifier/metrics.json",
@@ -83,11 +83,12 @@ rule train_classifier:
 rule score_dcgan:
     """Seed 000's validation: share of generated (and real) images the classifier calls positive, per set."""
     input:
-        model=f"{RESULTS}/{classifier_dataset()}/classifier/model.pt",
-        test=preprocessed(classifier_dataset(), "test"),
+        model=one(rules.train_classifier.output.model, dataset=classifier_dataset()),
+        test=one(rules.preprocess.output.test, dataset=classifier_dataset()),
         generated=expand(
-            f"{RESULTS}/{{{{dataset}}}}/dcgan/{{label}}/generated.pt",
+            rules.generate_dcgan.output.tensor,
             label=config["dcgan"]["classes"],
+            allow_missing=True,
         ),
     output:
         sets=f"{RESULTS}/{{dataset}}/dcgan/score/sets.csv",

@@ -17,7 +17,7 @@ rule phantom_lus:
 rule train_lusgan:
     """Train seed 003's GAN on one severity score; checkpoints in work/ are resumed after a kill."""
     input:
-        train=preprocessed("{dataset}", "train"),
+        train=rules.preprocess.output.train,
     output:
         generator=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/generator.pt",
         losses=f"{RESULTS}/{{dataset}}/lusgan/{{label}}/losses.csv",
@@ -71,11 +71,12 @@ rule generate_lusgan:
 rule similarity_lusgan:
     """All-pairs similarity per score, diversity vs real, and the memorization check."""
     input:
-        train=preprocessed("{dataset}", "train"),
-        test=preprocessed("{dataset}", "test"),
+        train=rules.preprocess.output.train,
+        test=rules.preprocess.output.test,
         generated=expand(
-            f"{RESULTS}/{{{{dataset}}}}/lusgan/{{label}}/generated.pt",
+            rules.generate_lusgan.output.tensor,
             label=config["lusgan"]["classes"],
+            allow_missing=True,
         ),
     output:
         summary=f"{RESULTS}/{{dataset}}/lusgan/similarity/summary.csv",
