@@ -219,6 +219,10 @@ def _check_train(config: dict, branch: str, settings: dict, base: str, override:
         if not low <= high:
             raise ConfigError(f"config key {_origin('crop_scale', base, override, override_path)}: min {low} must "
                               f"not exceed max {high}")
+    if settings.get("ada_target", 0) > 0 and not settings.get("diffaugment", "").strip():
+        raise ConfigError(f"config key {_origin('ada_target', base, override, override_path)}: the adaptive "
+                          "probability steers diffaugment, which is off: set a policy such as "
+                          "diffaugment: translation,cutout,color, or ada_target: 0")
     if branch == "lusgan":
         pack = config["lusgan"]["model"]["pack"]
         if settings["batch_size"] < pack:

@@ -20,6 +20,7 @@ from PIL import Image
 from lungsynth.artifacts import atomic_path, torch_save, write_csv
 from lungsynth.data.preprocess import class_images, encode_uint8, load_split
 from lungsynth.engine import LoopResult, LoopSettings, Step, TrainingLoop, seeded_generator
+from lungsynth.networks.ema import ExponentialMovingAverage
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +34,22 @@ def adversarial_step(keys: tuple, values: tuple[float, float, float, float], ext
 
 
 def run_adversarial_training(loop: TrainingLoop, step_fn, generator: torch.nn.Module, discriminator: torch.nn.Module,
-                             *, model_config: dict, channels: int, image_size: int, **extra) -> dict:
+                             *, model_config: dict, channels: int, image_size: int,
+                             ema: ExponentialMovingAverage | None = None, **extra) -> dict:
     """Run ``loop`` (both networks in train mode) and return what the class's job saves.
 
-    The result holds the generator's weights, ``model_config``, ``channels``, ``image_size``, the
-    step count, ``resumed_from``, ``loss_csv``, the device and ``extra``; a run stopped by
-    ``stop_after`` returns only ``stopped_at`` and ``resumed_from``.
+    The result holds the generator's weights (with ``ema``, the averaged weights of
+    :attr:`ExponentialMovingAverage.module`: what the generate job samples), ``model_config``,
+    ``channels``, ``image_size``, the step count, ``resumed_from``, ``loss_csv``, the device and
+    ``extra``; a run stopped by ``stop_after`` returns only ``stopped_at`` and ``resumed_from``.
     """
     generator.train()
     discriminator.train()
     ended: LoopResult = loop.run(step_fn)
     if ended.stopped:
         return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
-    return {"generator": generator.state_dict(), "model_config": dict(model_config), "channels": channels,
+    weights = generator.state_dict() if ema is None else ema.module.state_dict()
+    return {"generator": weights, "model_config": dict(model_config), "channels": channels,
             "image_size": image_size, "step": loop.total, "steps": loop.total, **extra,
             "resumed_from": ended.resumed_from, "loss_csv": ended.loss_csv, "device": str(loop.device)}
 

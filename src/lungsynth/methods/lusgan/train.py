@@ -28,6 +28,8 @@ from lungsynth.losses.adversarial import LOSSES, discriminator_loss, generator_l
 from lungsynth.networks.dcgan import dcgan_init_
 from lungsynth.networks.lus_gan import ImprovedLUSGenerator, LUSGenerator, PackedDiscriminator
 from lungsynth.engine import LoopSettings, Step, TrainingLoop, run_fingerprint
+from lungsynth.methods.data_efficient import (DataEfficient, DataEfficientSettings, fingerprint_view, log_columns,
+                                             overfit_logits)
 from lungsynth.methods.unconditional import adversarial_step, run_adversarial_training
 from lungsynth.data.preprocess import decode_uint8
 
@@ -38,12 +40,14 @@ GENERATORS = {"baseline": LUSGenerator, "improved": ImprovedLUSGenerator}
 
 
 @dataclass
-class LUSSettings(LoopSettings):
+class LUSSettings(DataEfficientSettings, LoopSettings):
     """Training settings of one LUS GAN (one class); defaults equal the schema's ``lusgan.train``.
 
     ``d_lr_decay``: critic lr multiplied by ``1 - d_lr_decay`` after every iteration.
     ``flip_prob``: share of critic outputs whose real/fake targets are swapped in the D step.
     ``amp``: mixed precision on CUDA (ignored on CPU). Seed 003's run is ``config/paper/lus_rasgan.yaml``.
+    The data-efficient switches (:class:`~lungsynth.methods.data_efficient.DataEfficientSettings`)
+    are off by default; TTUR is ``lr_g`` / ``lr_d``.
     """
 
     iterations: int = 200
@@ -103,6 +107,12 @@ def train_lus_gan(
 ) -> dict:
     """Train one LUS GAN on ``images``; resumes from a checkpoint in ``work_dir``.
 
+    With the data-efficient switches of ``settings`` (:mod:`lungsynth.methods.data_efficient`;
+    all off by default) every critic input (real and fake, critic and generator steps) is
+    DiffAugmented, ADA watches the critic's real outputs (see ``overfit_logits``; one per pack), R1 on the
+    real batch joins the critic loss, and the generator's EMA (updated after each generator
+    step) is what the result's ``generator`` holds.
+
     Args:
         images: uint8 ``(N, C, S, S)`` training images of one class (S = 4 * 2**k).
         model_config: generator (baseline | improved), latent_dim, generator_widths,
@@ -130,20 +140,22 @@ def train_lus_gan(
     batches_per_epoch = n // batch
     batches_per_iteration = 1 + settings.g_steps_per_d
     total = settings.iterations
-    loop = TrainingLoop.from_settings(work_dir, settings, total=total, loss_columns=LUS_LOSS_COLUMNS, desc="lus-gan",
-                                      unit="iteration", progress=progress, stop_after=stop_after)
+    loop = TrainingLoop.from_settings(work_dir, settings, total=total, loss_columns=LUS_LOSS_COLUMNS
+                                      + log_columns(settings), desc="lus-gan", unit="iteration", progress=progress,
+                                      stop_after=stop_after)
     device, precision = loop.device, loop.precision
 
     loop.seed_torch()
     generator, discriminator = build_lus_gan(model_config, channels, size)
     generator.to(device)
     discriminator.to(device)
+    tricks = DataEfficient(settings, loop, generator)
     opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr_g, betas=(settings.beta1, settings.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr_d, betas=(settings.beta1, settings.beta2))
     sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=1.0 - settings.d_lr_decay)
     loop.resume({"generator": generator, "discriminator": discriminator, "opt_g": opt_g, "opt_d": opt_d,
-                 "sched_d": sched_d},
-                run_fingerprint(images, model_config, settings, generator, discriminator))
+                 "sched_d": sched_d} | tricks.state(),
+                run_fingerprint(images, model_config, fingerprint_view(settings), generator, discriminator))
 
     latent = int(model_config["latent_dim"])
     order = loop.epoch_order(n, batch, batches_per_epoch)
@@ -156,9 +168,10 @@ def train_lus_gan(
         rng = loop.stream(2, step)
         counter = step * batches_per_iteration
         lr_d = opt_d.param_groups[0]["lr"]
+        p = tricks.augment.p
 
         # critic step
-        real = real_batch(counter)
+        real = tricks.r1.watch(real_batch(counter), step)
         z = torch.randn(batch, latent, generator=rng).to(device)
         t_real, t_fake = smoothed_targets(
             batch // pack, rng, smoothing=settings.label_smoothing, flip_prob=settings.flip_prob
@@ -166,11 +179,13 @@ def train_lus_gan(
         with torch.no_grad(), precision.autocast():
             fake = generator(z)
         with precision.autocast():
-            c_real = discriminator(real).float()
-            c_fake = discriminator(fake).float()
+            c_real = discriminator(tricks.augment(real, "real", step)).float()
+            c_fake = discriminator(tricks.augment(fake, "fake", step)).float()
         loss_d = discriminator_loss(
             settings.loss, c_real, c_fake, real_target=t_real.to(device), fake_target=t_fake.to(device)
         )
+        loss_d = tricks.r1.add(loss_d, c_real, real, step)
+        tricks.observe(overfit_logits(settings.loss, c_real, c_fake))
         opt_d.zero_grad(set_to_none=True)
         precision.backward(loss_d)
         precision.step(opt_d)
@@ -184,22 +199,23 @@ def train_lus_gan(
             z = torch.randn(batch, latent, generator=rng).to(device)
             with precision.autocast():
                 with torch.no_grad():
-                    c_real_g = discriminator(real_g).float()
-                c_fake_g = discriminator(generator(z)).float()
+                    c_real_g = discriminator(tricks.augment(real_g, "real", step, 1 + j)).float()
+                c_fake_g = discriminator(tricks.augment(generator(z), "fake", step, 1 + j)).float()
             loss_g = generator_loss(settings.loss, c_real_g, c_fake_g)
             opt_g.zero_grad(set_to_none=True)
             precision.backward(loss_g)
             precision.step(opt_g)
             precision.update()  # once per optimiser step: a scaler steps each optimiser once per update
+            tricks.after_generator_step(generator)
             g_losses.append(loss_g.item())
         discriminator.requires_grad_(True)
         sched_d.step()
 
         values = (loss_d.item(), _mean(g_losses), c_real.mean().item(), c_fake.mean().item())
-        return adversarial_step((step,), values, (lr_d,))
+        return adversarial_step((step,), values, (lr_d, *tricks.row(p)))
 
     return run_adversarial_training(loop, step_fn, generator, discriminator, model_config=model_config,
-                                    channels=channels, image_size=size, batch_size=batch)
+                                    channels=channels, image_size=size, ema=tricks.ema, batch_size=batch)
 
 
 def load_lus_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
