@@ -27,7 +27,7 @@ KID         Unbiased MMD^2 with the polynomial kernel ``k(a, b) = (a.b / d + 1)^
             ``N_real == N_fake <= subset_size`` every subset is the whole set (std 0).
 Bootstrap   ``fid_interval`` / ``kid_interval``: value = the statistic on the full
             sets, low / high from ``n_bootstrap`` replicates on resamples with
-            replacement. FID: ``paired=True`` (used by :func:`quality_table`) draws the
+            replacement. FID: ``paired=True`` (used by :func:`lungsynth.methods.cgan.quality.quality_table`) draws the
             same image indices in both sets, keeping real/fake pairs together. FID
             replicates are biased upward (a resample holds ~63 % distinct images), so
             the raw percentiles can lie entirely above the value; the reported interval

@@ -6,7 +6,6 @@ the same figures are also written as PNG files beside it for ``snakemake --repor
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import shutil
@@ -23,6 +22,7 @@ from lungsynth.artifacts import write_text
 from lungsynth.data.preprocess import load_split
 from lungsynth.report.studies import AblationReportInputs, ablation_sections
 from lungsynth.report.cgan import CGANReportInputs, cgan_sections
+from lungsynth.report.html import embedded_png, html_table, percent
 
 # Seed 000 (Mann et al.) and the COVID-CT baseline it used, as published.
 PAPER_SHARE_COVID = 0.40
@@ -79,26 +79,6 @@ class LUSReportInputs:
     files: Path | None = None
 
 
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _table(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return floatfmt.format(value) if value == value else "n/a"
-        return html.escape(str(value))
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f}%"
-
-
 def reading_table(files: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """How the files were read (``files.csv`` of the ingest step): one row per distinct reading, with notes.
 
@@ -133,7 +113,7 @@ def _reading_section(path: Path | None) -> list[str]:
     if path is None:
         return []
     table, notes = reading_table(read_files(path))
-    parts = [f"<p>How the {int(table['files'].sum())} source file(s) were read:</p>", _table(table)]
+    parts = [f"<p>How the {int(table['files'].sum())} source file(s) were read:</p>", html_table(table)]
     parts += [f"<p class='warn'>{html.escape(n)}</p>" for n in notes]
     return parts
 
@@ -159,7 +139,7 @@ def seed000_table(summary: pd.DataFrame, metrics: dict, positive: str) -> pd.Dat
         if row.empty:
             return "n/a"
         r = row.iloc[0]
-        return f"{_pct(r['mean_share_positive'])} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+        return f"{percent(r['mean_share_positive'])} [{percent(r['ci_low'])}, {percent(r['ci_high'])}]"
 
     return pd.DataFrame([
         {"quantity": f"generated {positive} predicted {positive} (mean of sets, CI)", "seed 000 paper": "~40% (no CI)", "this run": share("synthetic")},
@@ -188,8 +168,8 @@ def share_summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     for r in summary.itertuples(index=False):
         rows.append({
             "source": r.source, "class": r[1], "images": r.n_images, "sets": r.n_sets,
-            "mean share of sets [CI]": f"{_pct(r.mean_share_positive)} [{_pct(r.ci_low)}, {_pct(r.ci_high)}]",
-            "pooled share [Wilson CI]": f"{_pct(r.pooled_share_positive)} [{_pct(r.pooled_ci_low)}, {_pct(r.pooled_ci_high)}]",
+            "mean share of sets [CI]": f"{percent(r.mean_share_positive)} [{percent(r.ci_low)}, {percent(r.ci_high)}]",
+            "pooled share [Wilson CI]": f"{percent(r.pooled_share_positive)} [{percent(r.pooled_ci_low)}, {percent(r.pooled_ci_high)}]",
         })
     return pd.DataFrame(rows)
 
@@ -204,14 +184,14 @@ def interpret_shares(summary: pd.DataFrame, positive: str) -> list[str]:
     notes = []
     synth, real = pooled("synthetic", positive), pooled("real", positive)
     if synth == synth and real == real:
-        notes.append(f"The classifier calls {_pct(synth)} of generated {positive} images {positive}, "
-                     f"against {_pct(real)} of real {positive} test images.")
+        notes.append(f"The classifier calls {percent(synth)} of generated {positive} images {positive}, "
+                     f"against {percent(real)} of real {positive} test images.")
     negatives = [label for label in summary["class"].unique() if label != positive]
     for label in negatives:
         synth_neg, real_neg = pooled("synthetic", label), pooled("real", label)
         if synth_neg == synth_neg and real_neg == real_neg:
-            notes.append(f"Generated {label} images are called {positive} {_pct(synth_neg)} of the time "
-                         f"(real {label}: {_pct(real_neg)}).")
+            notes.append(f"Generated {label} images are called {positive} {percent(synth_neg)} of the time "
+                         f"(real {label}: {percent(real_neg)}).")
             if synth_neg >= 0.5 and synth_neg - real_neg > 0.25:
                 notes.append(f"Warning: generated images of both classes are called {positive}, so the classifier is "
                              "reacting to generator artefacts rather than to class features; a high synthetic "
@@ -257,40 +237,40 @@ def _dcgan_sections(inputs: ReportInputs, out_dir: Path) -> list[str]:
         scaling.append(f"8-bit sources normalised ({prep.get('normalise_8bit', 'percentile')})")
     parts.append(f"<p>{len(manifest)} slices from {manifest['patient'].nunique()} patients; splits are patient-level and stratified by class. "
                  f"Preprocessed to {prep['size']}&times;{prep['size']}, {prep['channels']} channel(s), {'; '.join(scaling)}.</p>")
-    parts.append(_table(dataset_table(manifest)))
+    parts.append(html_table(dataset_table(manifest)))
     parts += _reading_section(inputs.files)
     if len(skipped):
         parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped as unreadable or inconsistent:</p>")
-        parts.append(_table(skipped))
+        parts.append(html_table(skipped))
     else:
         parts.append("<p class='note'>No files were skipped.</p>")
 
     parts.append("<h2>Real vs synthetic images</h2><div class='grids'>")
     for label in inputs.generated_grids:
         if f"real_{label}" in figures:
-            parts.append(f"<figure>{_img(figures[f'real_{label}'], f'real {label}')}<figcaption>real {html.escape(label)} (train split)</figcaption></figure>")
-        parts.append(f"<figure>{_img(figures[f'synthetic_{label}'], f'synthetic {label}')}<figcaption>synthetic {html.escape(label)} (DCGAN)</figcaption></figure>")
+            parts.append(f"<figure>{embedded_png(figures[f'real_{label}'], f'real {label}')}<figcaption>real {html.escape(label)} (train split)</figcaption></figure>")
+        parts.append(f"<figure>{embedded_png(figures[f'synthetic_{label}'], f'synthetic {label}')}<figcaption>synthetic {html.escape(label)} (DCGAN)</figcaption></figure>")
     parts.append("</div>")
 
     parts.append("<h2>DCGAN training</h2>")
-    parts.append(_img(figures["losses"], "loss curves"))
+    parts.append(embedded_png(figures["losses"], "loss curves"))
 
     parts.append("<h2>Classifier (DenseNet-169, real data)</h2>")
     shown = {k: metrics[k] for k in ("accuracy", "f1", "auc", "sensitivity", "specificity", "n", "n_positive") if k in metrics}
     parts.append(f"<p>Trained on the real train split, epoch chosen by validation AUC ({metrics.get('selected_epoch', '?')}), "
                  f"evaluated on the real test split with <b>{html.escape(positive)}</b> as the positive class. "
                  f"Weights: {html.escape(str(metrics.get('weights') or 'random initialisation'))}.</p>")
-    parts.append(_table(pd.DataFrame([shown])))
-    parts.append(_img(figures["history"], "classifier history"))
+    parts.append(html_table(pd.DataFrame([shown])))
+    parts.append(embedded_png(figures["history"], "classifier history"))
 
     parts.append("<h2>Seed 000: generated images judged by the classifier</h2>")
-    parts.append(_table(seed000_table(summary, metrics, positive)))
+    parts.append(html_table(seed000_table(summary, metrics, positive)))
     parts.append("<p class='note'>* The COVID-CT baseline's published figures, obtained with ImageNet-pretrained weights "
                  "on the full COVID-CT test split; this run trains from scratch on its own data, so compare the synthetic "
                  "share with the real share of the same classifier, not with the paper's number.</p>")
     parts.append("".join(f"<p>{html.escape(note)}</p>" for note in interpret_shares(summary, positive)))
-    parts.append(_img(figures["scatter"], "positive rate per set"))
-    parts.append(_table(share_summary_table(summary)))
+    parts.append(embedded_png(figures["scatter"], "positive rate per set"))
+    parts.append(html_table(share_summary_table(summary)))
 
     return parts
 
@@ -344,10 +324,10 @@ def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
         counts.append(row)
     parts.append(f"<p>{len(manifest)} frames from {manifest['source'].nunique()} videos of {manifest['patient'].nunique()} "
                  "patients; splits never divide a patient's (or video's) frames.</p>")
-    parts.append(_table(pd.DataFrame(counts)))
+    parts.append(html_table(pd.DataFrame(counts)))
     parts += _reading_section(lus.files)
     if len(skipped):
-        parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped:</p>" + _table(skipped))
+        parts.append(f"<p class='warn'>{len(skipped)} file(s) were skipped:</p>" + html_table(skipped))
 
     parts.append("<h2>Real vs synthetic frames per severity score</h2><div class='grids'>")
     train = load_split(lus.train_split)
@@ -356,15 +336,15 @@ def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
             real = train["images"][train["labels"] == train["classes"].index(score)]
             path = out_dir / f"lus_real_{score}.png"
             save_png(image_grid(real, 16), path)
-            parts.append(f"<figure>{_img(path, f'real score {score}')}<figcaption>real, score {html.escape(score)}</figcaption></figure>")
+            parts.append(f"<figure>{embedded_png(path, f'real score {score}')}<figcaption>real, score {html.escape(score)}</figcaption></figure>")
         synthetic = out_dir / f"lus_synthetic_{score}.png"
         shutil.copyfile(lus.generated_grids[score], synthetic)
-        parts.append(f"<figure>{_img(synthetic, f'synthetic score {score}')}<figcaption>synthetic, score {html.escape(score)}</figcaption></figure>")
+        parts.append(f"<figure>{embedded_png(synthetic, f'synthetic score {score}')}<figcaption>synthetic, score {html.escape(score)}</figcaption></figure>")
     parts.append("</div>")
 
     losses_png = out_dir / "lus_loss_curves.png"
     loss_curves({score: pd.read_csv(path) for score, path in lus.losses.items()}, losses_png, title="score")
-    parts.append("<h2>GAN training</h2>" + _img(losses_png, "LUS loss curves"))
+    parts.append("<h2>GAN training</h2>" + embedded_png(losses_png, "LUS loss curves"))
 
     metrics = list(dict.fromkeys(summary["metric"]))
     box_png = out_dir / "lus_similarity_boxplots.png"
@@ -379,17 +359,17 @@ def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
                  f"(MS-SSIM with {int(summary['ms_ssim_scales'].iloc[0]) if 'ms_ssim_scales' in summary else 5} scales at this "
                  "image size; 5-scale values are not comparable); RASE the torchmetrics convention; SAM is the angle between "
                  "flattened images.</p>")
-    parts.append(_img(box_png, "similarity distributions"))
+    parts.append(embedded_png(box_png, "similarity distributions"))
     table = summary.assign(**{"mean [CI]": [f"{m:.4g} [{lo:.4g}, {hi:.4g}]" for m, lo, hi in
                                              zip(summary["mean"], summary["ci_low"], summary["ci_high"])]})
-    parts.append(_table(table.pivot(index="score", columns="metric", values="mean [CI]").reset_index()[["score", *metrics]]))
+    parts.append(html_table(table.pivot(index="score", columns="metric", values="mean [CI]").reset_index()[["score", *metrics]]))
 
     parts.append("<h2>Diversity (mode collapse check)</h2>")
     parts.append("<p class='note'>Like seed 003's Table 1, but over all pairs (each image's mean MS-SSIM to the others, "
                  "interval over images), beside real frames of the same score. Real frames of one video are alike, so the "
                  "real figure is itself an upper reference.</p>")
     div_table, div_notes = diversity_table(diversity)
-    parts.append(_table(div_table))
+    parts.append(html_table(div_table))
     parts.append("".join(f"<p class='warn'>{html.escape(n)}</p>" for n in div_notes))
 
     parts.append("<h2>Memorization</h2>")
@@ -402,7 +382,7 @@ def _lus_sections(lus: LUSReportInputs, out_dir: Path) -> list[str]:
                      "max": float(group["similarity"].max())})
     parts.append("<p>Each generated image's most similar training frame (MS-SSIM); images at or above the threshold are "
                  "flagged as near-copies of the training data.</p>")
-    parts.append(_table(pd.DataFrame(rows)))
+    parts.append(html_table(pd.DataFrame(rows)))
     if len(flagged):
         parts.append(f"<p class='warn'>{len(flagged)} generated image(s) are near-copies of training frames.</p>")
     return parts
@@ -425,13 +405,13 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
         parts += _lus_sections(inputs.lus, out_dir)
     if inputs.cgan is not None:
         parts.append("<h1>COVID CT: conditional GANs, segmentation map to CT (seed 001)</h1>")
-        parts += cgan_sections(inputs.cgan, out_dir, _table, _img)
+        parts += cgan_sections(inputs.cgan, out_dir)
     if inputs.ablation is not None:
         parts.append("<h1>Downstream use of the synthetic images</h1>")
-        parts += ablation_sections(inputs.ablation, out_dir, _table, _img)
+        parts += ablation_sections(inputs.ablation, out_dir)
     if inputs.benchmarks:
         parts.append("<h2>Stage timings</h2>")
-        parts.append(_table(stage_table(inputs.benchmarks), "{:.1f}"))
+        parts.append(html_table(stage_table(inputs.benchmarks), "{:.1f}"))
 
     if inputs.config:
         parts.append("<h2>Configuration</h2><details><summary>validated config with all defaults</summary><pre>"

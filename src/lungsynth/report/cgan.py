@@ -12,6 +12,7 @@ import pandas as pd
 
 from lungsynth.artifacts import torch_load
 from lungsynth.methods.cgan.specs import method_label, METHODS
+from lungsynth.report.html import embedded_png, html_table
 
 METRIC_ORDER = ("FID", "KID", "PSNR", "SSIM", "RMSE")
 # Seed 001's Table II (complete images) as published, for orientation only: FID on Inception features
@@ -80,8 +81,8 @@ def training_table(losses: dict[str, list[Path]], generated: dict[str, Path]) ->
     return pd.DataFrame(rows)
 
 
-def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> list[str]:
-    """HTML parts of the branch; ``table_fn``/``img_fn`` are the report's table and image renderers."""
+def cgan_sections(inputs: CGANReportInputs, out_dir: Path) -> list[str]:
+    """HTML parts of the branch (figures written into ``out_dir`` and embedded)."""
     summary = json.loads(Path(inputs.summary).read_text())
     table = pd.read_csv(inputs.table)
     methods = list(dict.fromkeys(table["method"]))
@@ -92,7 +93,7 @@ def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> 
         order = [c for c in ("split", "slices", "patients", "dropped_without_infection") if c in frame]
         frame = frame[order + [c for c in frame if c not in order]].rename(
             columns={"dropped_without_infection": "dropped (no infection)"})
-        parts.append(table_fn(frame.set_index("split").reindex([s for s in ("train", "val", "test") if s in
+        parts.append(html_table(frame.set_index("split").reindex([s for s in ("train", "val", "test") if s in
                                                                  set(frame["split"])]).reset_index()))
     lung = summary.get("lung_mask", {})
     if isinstance(lung, dict) and lung:
@@ -112,7 +113,7 @@ def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> 
     parts.append("<p class='note'>Rows: test cases from low to high lesion burden. Columns: label map (black outside the "
                  "lung, grey lung, light ground-glass, white consolidation), the real slice, each method's synthetic slice. "
                  "The composite images used downstream paste the synthetic lung into the real non-lung area.</p>")
-    parts.append(img_fn(cases, "map, real and synthetic slices per method"))
+    parts.append(embedded_png(cases, "map, real and synthetic slices per method"))
 
     main = [m for m in methods if m in METHODS]
     parts.append("<h2>Image quality (seed 001's Table II)</h2>")
@@ -125,7 +126,7 @@ def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> 
     features = str(table["features"].iloc[0]) if "features" in table and len(table) else ""
     if features:
         parts.append(f"<p class='note'>Features for FID/KID: {html.escape(features)}.</p>")
-    parts.append(table_fn(quality_pivot(table, main)))
+    parts.append(html_table(quality_pivot(table, main)))
     iterations = [len(pd.read_csv(p)) for paths in inputs.losses.values() for p in paths]
     if iterations and max(iterations) < 1000:
         parts.append(f"<p class='warn'>Every training step ran at most {max(iterations)} iterations (CPU-sized "
@@ -135,11 +136,11 @@ def cgan_sections(inputs: CGANReportInputs, out_dir: Path, table_fn, img_fn) -> 
     if variants:
         parts.append("<h2>Ablations (seed 001's Table V, image-quality columns)</h2>")
         rows = (["globallocal"] if "globallocal" in methods else []) + variants
-        parts.append(table_fn(quality_pivot(table, rows, regions=("complete",), metrics=("FID", "KID", "PSNR", "SSIM"))))
+        parts.append(html_table(quality_pivot(table, rows, regions=("complete",), metrics=("FID", "KID", "PSNR", "SSIM"))))
     if inputs.losses:
         parts.append("<h2>Conditional GAN training</h2>")
         parts.append("<p class='note'>alpha = DESUM weight of G2's own features (1 - alpha on G1's); beta = DFM weight of "
                      "the full-resolution discriminator's feature matching. Both are means over the last 10% of the final "
                      "step's iterations.</p>")
-        parts.append(table_fn(training_table(inputs.losses, inputs.generated)))
+        parts.append(html_table(training_table(inputs.losses, inputs.generated)))
     return parts

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from lungsynth.methods.cgan.specs import method_label, VARIANTS
+from lungsynth.report.html import embedded_png, html_table
 
 STRUCTURES = ("ground_glass", "consolidation", "infection")
 METRICS = ("dice", "sensitivity", "specificity")
@@ -64,16 +65,16 @@ def paper_layout(table: pd.DataFrame, mode: str) -> pd.DataFrame:
                              if c.name == "synthetic share" else c, kind="stable")
 
 
-def _figure(source: Path | None, target: Path, alt: str, img_fn) -> list[str]:
+def _figure(source: Path | None, target: Path, alt: str) -> list[str]:
     """The figure copied next to the report and rendered, or nothing when there is none."""
     if source is None:
         return []
     shutil.copyfile(source, target)
-    return [img_fn(target, alt)]
+    return [embedded_png(target, alt)]
 
 
-def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img_fn) -> list[str]:
-    """HTML parts; ``table_fn``/``img_fn`` are the report's renderers."""
+def ablation_sections(inputs: AblationReportInputs, out_dir: Path) -> list[str]:
+    """HTML parts of the studies (figures written into ``out_dir`` and embedded)."""
     parts: list[str] = []
     if inputs.segmentation_table is not None:
         table = pd.read_csv(inputs.segmentation_table)
@@ -86,18 +87,18 @@ def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img
                      "variance between training seeds (seeds and folds crossed). Plot bands: the seed-inclusive "
                      "interval.</p>")
         parts += _figure(inputs.segmentation_plot, out_dir / "ablation_metrics_vs_ratio.png",
-                         "U-Net metrics against the synthetic share", img_fn)
+                         "U-Net metrics against the synthetic share")
         for mode, title in (("replace", "Table III: synthetic replaces real (total fixed)"),
                             ("add", "Table IV: synthetic added (real fixed)")):
             if (table["mode"] == mode).any():
-                parts.append(f"<h3>{title}</h3>" + table_fn(paper_layout(table, mode)))
+                parts.append(f"<h3>{title}</h3>" + html_table(paper_layout(table, mode)))
         variants = table[table["method"].isin(list(VARIANTS)) | (table["method"] == "globallocal")]
         variants = variants[(variants["mode"] == "replace") & (variants["ratio"] == table["ratio"].max())
                             & (variants["structure"] == "infection") & (variants["metric"] == "dice")]
         if variants["method"].nunique() > 1:
             rows = [{"method": method_label(r["method"]), "Dice (infection, %)": _cell(r)}
                     for _, r in variants.iterrows()]
-            parts.append("<h3>Table V, Dice column (replace at the largest share)</h3>" + table_fn(pd.DataFrame(rows)))
+            parts.append("<h3>Table V, Dice column (replace at the largest share)</h3>" + html_table(pd.DataFrame(rows)))
     if inputs.classifier_table is not None:
         table = pd.read_csv(inputs.classifier_table)
         parts.append("<h2>Classifier trained with DCGAN images added (beyond seed 000)</h2>")
@@ -105,6 +106,6 @@ def ablation_sections(inputs: AblationReportInputs, out_dir: Path, table_fn, img
                      "class's real count) of DCGAN images of that class, tested on the real test split; mean [95% t "
                      "interval] over training seeds.</p>")
         parts += _figure(inputs.classifier_plot, out_dir / "classifier_study.png",
-                         "classifier metrics against the synthetic share", img_fn)
-        parts.append(table_fn(classifier_layout(table)))
+                         "classifier metrics against the synthetic share")
+        parts.append(html_table(classifier_layout(table)))
     return parts
