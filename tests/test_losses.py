@@ -131,3 +131,9 @@ def test_smoothed_targets_ranges_and_flips():
     flipped = (t_r == 0).float().mean().item()
     assert 0.18 < flipped < 0.22
     assert torch.equal(t_r + t_f, torch.ones(10_000))
+
+
+def test_the_relativistic_family_is_named_among_the_losses():
+    from lungsynth.losses.adversarial import LOSSES, RELATIVISTIC
+
+    assert RELATIVISTIC <= set(LOSSES) and {"sgan", "lsgan", "hinge"}.isdisjoint(RELATIVISTIC)

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 
 LOSSES = ("sgan", "lsgan", "hinge", "rsgan", "rasgan", "ralsgan", "rahinge")
+RELATIVISTIC = frozenset({"rsgan", "rasgan", "ralsgan", "rahinge"})
+"""The losses of :data:`LOSSES` that compare real with fake outputs (no absolute zero of the critic)."""
 
 Target = float | torch.Tensor
 

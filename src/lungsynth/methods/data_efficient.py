@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from lungsynth.engine import TrainingLoop
+from lungsynth.losses.adversarial import RELATIVISTIC
 from lungsynth.losses.regularisers import r1_penalty
 from lungsynth.networks.ema import ExponentialMovingAverage
 from lungsynth.transforms.diffaugment import AdaptiveProbability, diff_augment, parse_policy
@@ -68,8 +69,6 @@ AUGMENT_STREAMS = {"real": 21, "fake": 22}
 
 ADA_ADJUST_EVERY = 4
 """Critic steps between adjustments of the adaptive probability (ADA's 4 minibatches)."""
-
-RELATIVISTIC = frozenset({"rsgan", "rasgan", "ralsgan", "rahinge"})
 
 
 @dataclass
