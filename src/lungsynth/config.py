@@ -142,6 +142,7 @@ def _check_cross_keys(config: dict) -> None:
         for label, override in config[branch]["per_class"].items():
             _check_train(config, branch, train_settings(config, label, branch), f"{branch}.train", override,
                          f"{branch}.per_class.{label}")
+    _check_train(config, "cgan", config["cgan"]["train"], "cgan.train")
     _check_lusgan(config)
     _check_cgan(config)
     _check_ablation(config)

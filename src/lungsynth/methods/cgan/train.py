@@ -23,6 +23,31 @@ Learning rate: constant for ``epochs``, then linear decay to 0 over ``decay_epoc
 (per step of the three-step schedule), applied per iteration. Randomness comes from
 ``(seed, epoch)`` (batch order), so a job resumed from a checkpoint continues
 exactly as the uninterrupted one would.
+
+Data-efficient switches (:mod:`lungsynth.methods.data_efficient`, all off by default; off, the
+trainer draws and computes exactly what it did before they existed), for every method:
+
+- ``diffaugment``: the discriminators see (map, image) pairs, augmented together
+  (:func:`lungsynth.transforms.diffaugment.diff_augment` with ``extra=[map]``): the one-hot map
+  gets the image's translation and cutout (filled with 0, no class), the intensity ops touch the
+  image only. In the critic step the real pair draws from stream ``"real"`` and the fake pair
+  from ``"fake"`` (call 0 of the step). Feature matching compares D's features of a real and a
+  fake pair, so both must be augmented alike: the generator step augments its fake pair with
+  the very parameters of the critic step's real pair (stream ``"real"``, call 0, same ``p``) and
+  matches against that pass's (detached) real features, as without augmentation; with dynamic
+  feature matching the DFM net's objective in the critic step uses one extra no-grad pass of the
+  fake pair augmented the same way. ``p`` is constant within an iteration (ADA sees the
+  iteration's real outputs at its end).
+- ADA: the signal is the patch logits (last output) of each scale on the real pair, averaged
+  per sample over patches and scales, mapped to "positive = real" by
+  :func:`~lungsynth.methods.data_efficient.overfit_logits` (``lsgan``: minus 0.5).
+- ``r1_gamma``: R1 on the real image fed to D (before augmentation; at half resolution in the
+  ``global`` step), not on the map: the gradient of the patch logits summed over patches and
+  scales.
+- ``ema_decay``: the EMA of the generator (updated after each generator step) is the result's
+  ``generator``, i.e. what ``model.pt`` holds, what synthesis uses and what the next step of
+  the three-step schedule starts from (its frozen G1 is the previous step's EMA G1; a frozen
+  parameter's average stays bit-identical to it). Discriminator and DFM net continue raw.
 """
 
 from __future__ import annotations
@@ -55,6 +80,8 @@ from lungsynth.methods.cgan.specs import method_steps
 from lungsynth.runlog import progress_bar
 from lungsynth.data.segmentation import N_LABELS, one_hot
 from lungsynth.engine import LoopSettings, epoch_batches, Step, TrainingLoop, run_fingerprint
+from lungsynth.methods.data_efficient import (DataEfficient, DataEfficientSettings, fingerprint_view, log_columns,
+                                             overfit_logits)
 from lungsynth.data.preprocess import decode_uint8
 from lungsynth.data.preprocess import encode_uint8
 
@@ -151,8 +178,12 @@ def dfm_objective(weights: torch.Tensor, fm: torch.Tensor, temperature: float) -
 
 
 @dataclass
-class CGANSettings(LoopSettings):
-    """Training settings shared by all conditional GANs (see the config schema)."""
+class CGANSettings(DataEfficientSettings, LoopSettings):
+    """Training settings shared by all conditional GANs (see the config schema).
+
+    The data-efficient switches (:class:`~lungsynth.methods.data_efficient.DataEfficientSettings`)
+    are off by default; TTUR is the SPADE/SEAN ``ttur_lr_g`` / ``ttur_lr_d``.
+    """
 
     epochs: int = 10
     decay_epochs: int = 10
@@ -181,6 +212,26 @@ def _generate(generator: nn.Module, spec: dict, maps: torch.Tensor, real: torch.
     if spec["family"] == "sean":
         return generator(maps, generator.encode_styles(real, maps))
     return generator(maps)
+
+
+def augment_pair(tricks: DataEfficient, maps: torch.Tensor, image: torch.Tensor, which: str, step: int,
+                 call: int = 0) -> torch.Tensor:
+    """The discriminator input ``cat([map, image], 1)`` of a pair, DiffAugmented together.
+
+    One draw of stream ``(which, step, call)``: the map gets the same translation and cutout as
+    the image (filled with 0, no class) and no intensity op. Off: the plain concatenation.
+    """
+    image, (maps,) = tricks.augment(image, which, step, call, extra=[maps])
+    return torch.cat([maps, image], 1)
+
+
+def patch_logits(d_out: list[list[torch.Tensor]], reduce: str = "mean") -> torch.Tensor:
+    """The last output (patch logits) of each discriminator scale, reduced per sample over patches
+    and scales: ``(B,)`` (``"mean"``: the ADA signal; ``"sum"``: what R1 differentiates)."""
+    per_scale = [o[-1].float().flatten(1) for o in d_out]
+    if reduce == "sum":
+        return torch.stack([t.sum(1) for t in per_scale], 1).sum(1)
+    return torch.stack([t.mean(1) for t in per_scale], 1).mean(1)
 
 
 def _trainable(generator: nn.Module, step: str) -> list[nn.Parameter]:
@@ -219,8 +270,12 @@ def train_cgan_step(
         init: the previous step's result (weights of generator, discriminator and DFM).
         stop_after: stop (as if killed) after this many iterations (tests).
     Returns:
-        dict with state dicts ``generator``, ``discriminator``, ``dfm`` (or None), ``spec``,
-        ``step``, ``iterations``, ``resumed_from``, ``loss_csv``, ``device``.
+        dict with state dicts ``generator`` (with ``ema_decay``: the averaged generator),
+        ``discriminator``, ``dfm`` (or None), ``spec``, ``step``, ``iterations``, ``resumed_from``,
+        ``loss_csv``, ``device``.
+
+    The data-efficient switches of ``settings`` (DiffAugment of the (map, image) pairs, ADA, R1,
+    generator EMA) work as the module docstring describes; all off, nothing changes.
     """
     if step_name not in method_steps(spec):
         raise ValueError(f"method {spec['method']} has steps {method_steps(spec)}, not {step_name!r}")
@@ -228,7 +283,8 @@ def train_cgan_step(
     batch, per_epoch = epoch_batches(n, settings.batch_size, "pairs")
     decay_steps = settings.decay_epochs * per_epoch
     total = (settings.epochs + settings.decay_epochs) * per_epoch
-    loop = TrainingLoop.from_settings(work_dir, settings, total=total, loss_columns=LOSS_COLUMNS,
+    loop = TrainingLoop.from_settings(work_dir, settings, total=total,
+                                      loss_columns=LOSS_COLUMNS + log_columns(settings),
                                       desc=f"{spec['method']}:{step_name}", progress=progress, stop_after=stop_after)
     device, precision = loop.device, loop.precision
 
@@ -244,6 +300,7 @@ def train_cgan_step(
     for net in (generator, discriminator, dfm):
         if net is not None:
             net.to(device, memory_format=memory_format).train()
+    tricks = DataEfficient(settings, loop, generator)  # the EMA starts from the (loaded) initial weights
 
     g_params = _trainable(generator, step_name)
     d_params = list(discriminator.parameters()) + (list(dfm.parameters()) if dfm is not None else [])
@@ -252,8 +309,10 @@ def train_cgan_step(
     betas = (0.0, 0.9) if ttur else (settings.beta1, settings.beta2)
     opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas)
     opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas)
-    loop.resume({"generator": generator, "discriminator": discriminator, "dfm": dfm, "opt_g": opt_g, "opt_d": opt_d},
-                run_fingerprint(images, labels, spec, settings, step_name, init, generator, discriminator, dfm))
+    loop.resume({"generator": generator, "discriminator": discriminator, "dfm": dfm, "opt_g": opt_g, "opt_d": opt_d}
+                | tricks.state(),
+                run_fingerprint(images, labels, spec, fingerprint_view(settings), step_name, init, generator,
+                                discriminator, dfm))
 
     factor = 2 ** spec["n_local"] if step_name == "global" else 1
     order = loop.epoch_order(n, batch, per_epoch)
@@ -268,26 +327,34 @@ def train_cgan_step(
         for group in opt_d.param_groups:
             group["lr"] = lr_d * scale
         maps_d, real_d = (downsample_labels(maps, factor), downsample(real, factor)) if factor > 1 else (maps, real)
+        p = tricks.augment.p  # constant within the iteration: ADA observes at its end
+        real_r1 = tricks.r1.watch(real_d, step)  # the real image D sees, before augmentation
 
         with precision.autocast():
             fake = _generate(generator, spec, maps, real, step_name)
-            d_real = discriminator(torch.cat([maps_d, real_d], 1))
-            d_fake = discriminator(torch.cat([maps_d, fake.detach()], 1))
+            d_real = discriminator(augment_pair(tricks, maps_d, real_r1, "real", step))
+            d_fake = discriminator(augment_pair(tricks, maps_d, fake.detach(), "fake", step))
             loss_d = sum(discriminator_loss(spec["loss"], r[-1].float(), f[-1].float())
                          for r, f in zip(d_real, d_fake)) / len(d_real)
             if spec["family"] == "pix2pix":
                 loss_d = loss_d * 0.5  # pix2pix halves D's objective to slow it relative to G
             loss_dfm = torch.zeros((), device=device)
             if dfm is not None:
+                d_fake_fm = d_fake
+                if tricks.augment.enabled:  # feature matching needs the fake pair augmented like the real one
+                    with torch.no_grad():
+                        d_fake_fm = discriminator(augment_pair(tricks, maps_d, fake.detach(), "real", step))
                 fm = per_scale_feature_matching([[t.detach().float() for t in r] for r in d_real],
-                                                [[t.detach().float() for t in f] for f in d_fake])
-                loss_dfm = dfm_objective(scale_weights(spec, dfm, d_fake), fm, settings.dfm_temperature)
+                                                [[t.detach().float() for t in f] for f in d_fake_fm])
+                loss_dfm = dfm_objective(scale_weights(spec, dfm, d_fake_fm), fm, settings.dfm_temperature)
+        loss_d = tricks.r1.add(loss_d, patch_logits(d_real, "sum"), real_r1, step)
         opt_d.zero_grad(set_to_none=True)
         precision.backward(loss_d + loss_dfm)
         precision.step(opt_d)
 
         with precision.autocast():
-            d_gen = discriminator(torch.cat([maps_d, fake], 1))
+            # the parameters of the critic step's real pair, so feature matching compares like with like
+            d_gen = discriminator(augment_pair(tricks, maps_d, fake, "real", step))
             adv = sum(generator_loss(spec["loss"], r[-1].detach().float(), g[-1].float())
                       for r, g in zip(d_real, d_gen)) / len(d_gen)
             loss_fm = torch.zeros((), device=device)
@@ -307,23 +374,26 @@ def train_cgan_step(
         precision.backward(loss_g)
         precision.step(opt_g)
         precision.update()
+        tricks.after_generator_step(generator)
+        tricks.observe(overfit_logits(spec["loss"], patch_logits(d_real).detach(), patch_logits(d_fake).detach()))
 
         alphas = getattr(generator, "alphas", [])
         alpha = float(torch.stack([a.detach().float().mean() for a in alphas]).mean()) if alphas and step_name != "global" else float("nan")
         beta = float(weights[..., 0].detach().float().mean()) if weights is not None else float("nan")
         values = (loss_d.item(), adv.item(), loss_fm.item(), loss_l1.item(), loss_dfm.item())
         return Step(row=(step, epoch, round(lr_g * scale, 8), *(round(v, 6) for v in values), round(alpha, 6),
-                         round(beta, 6)),
+                         round(beta, 6), *tricks.row(p)),
                     losses=dict(zip(LOSS_COLUMNS[3:8], values)),
                     postfix={"loss_d": f"{values[0]:.3f}", "adv": f"{values[1]:.3f}"})
 
     ended = loop.run(step_fn)
     if ended.stopped:
         return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
-    for p in generator.parameters():
-        p.requires_grad_(True)
+    for param in generator.parameters():
+        param.requires_grad_(True)
+    trained = generator.state_dict() if tricks.ema is None else tricks.ema.module.state_dict()
     return {
-        "generator": {k: v.cpu() for k, v in generator.state_dict().items()},
+        "generator": {k: v.cpu() for k, v in trained.items()},
         "discriminator": {k: v.cpu() for k, v in discriminator.state_dict().items()},
         "dfm": {k: v.cpu() for k, v in dfm.state_dict().items()} if dfm is not None else None,
         "spec": dict(spec),
