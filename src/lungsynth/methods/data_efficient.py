@@ -235,3 +235,26 @@ class DataEfficient:
     def row(self, p: float) -> tuple:
         """The extra loss-log values for :func:`log_columns` (``p``: the probability used in the step)."""
         return (round(p, 6),) if self.augment.enabled else ()
+
+
+def describe_recipe(settings: Mapping[str, Any], paper: str, model_changes: Mapping[str, Any] | None = None) -> str:
+    """One line naming the recipe a model was trained with, for the report.
+
+    ``paper`` (e.g. ``"seed 003"``) when every data-efficient switch of ``settings`` (a validated
+    ``<branch>.train`` dict, schema defaults filled in) is off and ``model_changes`` holds nothing
+    truthy; otherwise ``paper`` followed by what was added, e.g.
+    ``"seed 003 + DiffAugment (translation,cutout; ADA target 0.6) + EMA 0.99 + critic spectral norm"``.
+    ``model_changes`` maps a description to whether it applies (e.g. ``{"critic spectral norm": True}``).
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(DataEfficientSettings)}
+    value = {name: settings.get(name, default) for name, default in defaults.items()}
+    added = []
+    if parse_policy(value["diffaugment"]):
+        how = (f"ADA target {value['ada_target']:g}" if value["ada_target"] > 0 else f"p {value['augment_p']:g}")
+        added.append(f"DiffAugment ({value['diffaugment']}; {how})")
+    if value["ema_decay"] > 0:
+        added.append(f"EMA {value['ema_decay']:g}")
+    if value["r1_gamma"] > 0:
+        added.append(f"R1 {value['r1_gamma']:g}" + (f" every {value['r1_every']}" if value["r1_every"] > 1 else ""))
+    added += [name for name, on in (model_changes or {}).items() if on]
+    return " + ".join([paper, *added])

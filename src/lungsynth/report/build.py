@@ -16,6 +16,8 @@ import pandas as pd
 
 from lungsynth import __version__
 from lungsynth.figures import classifier_history, loss_curves, positive_rate_scatter
+from lungsynth.config import train_settings
+from lungsynth.methods.data_efficient import describe_recipe
 from lungsynth.methods.unconditional import image_grid, save_png
 from lungsynth.data.ingest import read_files, read_manifest
 from lungsynth.artifacts import write_text
@@ -148,6 +150,28 @@ def seed000_table(summary: pd.DataFrame, metrics: dict, positive: str) -> pd.Dat
         {"quantity": f"classifier F1 ({positive} positive)", "seed 000 paper": f"{PAPER_BASELINE['f1']:.3f}*", "this run": f"{metrics['f1']:.3f}"},
         {"quantity": "classifier AUC", "seed 000 paper": f"{PAPER_BASELINE['auc']:.3f}*", "this run": f"{metrics['auc']:.3f}"},
     ])
+
+
+def recipe_table(config: dict, branch: str, paper: str) -> pd.DataFrame:
+    """One row per trained model of ``branch`` (``dcgan`` or ``lusgan``): its class and the recipe it used
+    (:func:`lungsynth.methods.data_efficient.describe_recipe`; ``per_class`` overrides included)."""
+    section, model = config[branch], config[branch].get("model", {})
+    model_changes = {"critic spectral norm": bool(model.get("spectral_norm", False)),
+                     "improved generator": model.get("generator") == "improved"}
+    rows = []
+    for label in section["classes"]:
+        settings = train_settings(config, str(label), branch)
+        lr_d = settings.get("lr_d") if branch == "dcgan" else None
+        changes = model_changes | ({f"TTUR (lr_d {lr_d:g})": True} if lr_d is not None else {})
+        rows.append({"model": str(label), "recipe": describe_recipe(settings, paper, changes)})
+    return pd.DataFrame(rows)
+
+
+def _recipe_section(config: dict, branch: str, paper: str) -> list[str]:
+    if branch not in config or "classes" not in config[branch]:
+        return []
+    return ["<h2>Training recipe</h2><p class='note'>The paper's recipe, or the paper's with the data-efficient "
+            "switches named (README, 'Data-efficient training').</p>", html_table(recipe_table(config, branch, paper))]
 
 
 def stage_table(paths: list[Path]) -> pd.DataFrame:
@@ -400,9 +424,11 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     if inputs.manifest is not None:
         parts.append("<h1>COVID CT: DCGAN per class (seed 000)</h1>")
         parts += _dcgan_sections(inputs, out_dir)
+        parts += _recipe_section(inputs.config, "dcgan", "seed 000 (DCGAN)")
     if inputs.lus is not None:
         parts.append("<h1>Lung ultrasound: GAN per severity score (seed 003)</h1>")
         parts += _lus_sections(inputs.lus, out_dir)
+        parts += _recipe_section(inputs.config, "lusgan", "seed 003")
     if inputs.cgan is not None:
         parts.append("<h1>COVID CT: conditional GANs, segmentation map to CT (seed 001)</h1>")
         parts += cgan_sections(inputs.cgan, out_dir)
