@@ -52,3 +52,17 @@ def test_densenet_loads_user_weights(tmp_path):
     model = DenseNetClassifier(num_classes=2, weights=path)
     assert torch.equal(model.net.features.conv0.weight, reference.features.conv0.weight)
     assert model.net.classifier.out_features == 2
+
+
+def test_dcgan_discriminator_spectral_norm_replaces_batch_norm():
+    from torch import nn
+    from torch.nn.utils import parametrize
+    from lungsynth.networks.dcgan import DCGANDiscriminator
+
+    paper = DCGANDiscriminator(in_channels=1, image_size=64, widths=(8, 16, 32, 64))
+    normed = DCGANDiscriminator(in_channels=1, image_size=64, widths=(8, 16, 32, 64), spectral_norm=True)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in paper.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in normed.modules())
+    layers = [m for m in normed.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert layers and all(parametrize.is_parametrized(m, "weight") for m in layers)
+    assert normed(torch.zeros(4, 1, 64, 64)).shape == (4,)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 
 def _base_size(image_size: int, n_upsamplings: int) -> int:
@@ -76,6 +77,10 @@ class DCGANDiscriminator(nn.Module):
         in_channels: 1 or 3.
         image_size: input side S; must be divisible by ``2**len(widths)``.
         widths: channels after each stride-2 4x4 conv (BN on all but the first).
+        spectral_norm: spectral norm on every conv and the dense layer instead of BN (not the
+            paper's). With BN, real and generated batches are normalised by their own batch
+            statistics, so a shift shared by a whole generated batch (brightness, texture) is
+            hidden from the critic.
     """
 
     def __init__(
@@ -83,19 +88,22 @@ class DCGANDiscriminator(nn.Module):
         in_channels: int = 3,
         image_size: int = 224,
         widths: Sequence[int] = (192, 384, 768, 1536, 3072),
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         base = _base_size(image_size, len(widths))
+        wrap = _spectral_norm if spectral_norm else (lambda m: m)
         layers: list[nn.Module] = []
         c_in = in_channels
         for index, c_out in enumerate(widths):
-            layers.append(nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=index == 0))
-            if index > 0:
+            normalised = index > 0 and not spectral_norm
+            layers.append(wrap(nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=not normalised)))
+            if normalised:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.classify = nn.Linear(widths[-1] * base * base, 1)
+        self.classify = wrap(nn.Linear(widths[-1] * base * base, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(x).flatten(1)).squeeze(1)

@@ -54,7 +54,8 @@ def build_dcgan(model_config: dict, channels: int, image_size: int) -> tuple[DCG
         widths=model_config["generator_widths"],
     )
     discriminator = DCGANDiscriminator(
-        in_channels=channels, image_size=image_size, widths=model_config["discriminator_widths"]
+        in_channels=channels, image_size=image_size, widths=model_config["discriminator_widths"],
+        spectral_norm=bool(model_config.get("spectral_norm", False)),
     )
     dcgan_init_(generator)
     dcgan_init_(discriminator)
