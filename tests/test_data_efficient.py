@@ -35,10 +35,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 DC_MODEL = {"latent_dim": 8, "generator_widths": [16, 8], "discriminator_widths": [8, 16]}
 LUS_MODEL = {"generator": "baseline", "latent_dim": 8, "generator_widths": [16, 8, 4], "discriminator_widths": [8, 16],
              "pack": 2, "dropout": 0.2, "spectral_norm": False}
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
 # every switch on; ADA moves p by 16 / 64 = 0.25 per adjustment (4 critic steps of 4 images; PACGAN: 2 packs each),
 # its target below the 0.6 of ADA so that the untrained critics of these tiny runs (r_t 0.25-0.5) already move it
 ALL_ON = {"diffaugment": "translation,cutout,color", "ada_target": 0.2, "ada_speed_images": 64,
-          "ema_decay": 0.99, "r1_gamma": 1.0, "r1_every": 2}
+          "ema_decay": 0.99, "r1_gamma": 1.0, "r1_every": 2, "standing_stats": 2}
 
 
 def _images(n=12, size=16):
@@ -159,6 +161,24 @@ def test_the_result_holds_the_ema_weights(tmp_path, family):
     assert state["ema"]["updates"] == g_steps  # one update per generator step
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_standing_statistics_replace_only_the_batch_norm_buffers_of_the_ema_generator(tmp_path, family):
+    train, model, settings_of = FAMILIES[family]
+    result = train(_images(), model, settings_of(ema_decay=0.9, standing_stats=3), tmp_path, progress=False)
+    ema = torch_load(tmp_path / "checkpoints" / f"ckpt_{result['steps']:09d}.pt")["ema"]["module"]
+    buffers = {k for k in ema if k.endswith(BN_BUFFERS)}
+    if not buffers:  # a generator without batch norm (the improved LUS one) is saved as it was
+        assert _same_weights(result["generator"], ema)
+        return
+    assert _same_weights({k: v for k, v in result["generator"].items() if k not in buffers},
+                                     {k: v for k, v in ema.items() if k not in buffers})
+    assert all(int(result["generator"][k]) == 3 for k in buffers if k.endswith("num_batches_tracked"))
+    assert not torch.equal(*(d[next(k for k in buffers if k.endswith("running_mean"))]
+                             for d in (result["generator"], ema)))
+    again = train(_images(), model, settings_of(ema_decay=0.9, standing_stats=3), tmp_path, progress=False)
+    assert _same_weights(result["generator"], again["generator"])  # a rerun of the finished job: the same statistics
+
+
 def test_the_generate_job_samples_the_ema_generator(tmp_path):
     images = _images()
     split = tmp_path / "train.pt"
@@ -172,8 +192,8 @@ def test_the_generate_job_samples_the_ema_generator(tmp_path):
 
 
 @pytest.mark.parametrize("switch", [{"diffaugment": "translation"}, {"diffaugment": "cutout", "augment_p": 0.5},
-                                    {"r1_gamma": 1.0}, {"lr_d": 1e-3}],
-                         ids=["diffaugment", "augment_p", "r1", "ttur"])
+                                    {"r1_gamma": 1.0}, {"lr_d": 1e-3}, {"standing_stats": 2}],
+                         ids=["diffaugment", "augment_p", "r1", "ttur", "standing_stats"])
 def test_each_switch_changes_the_run(tmp_path, switch):
     images = _images()
     off = train_dcgan(images, DC_MODEL, _dcgan(epochs=1), tmp_path / "off", progress=False)
@@ -204,6 +224,9 @@ class _Bypass:
 
     def row(self, p):
         return ()
+
+    def trained_generator(self, generator, run_batch):
+        return generator
 
 
 @pytest.mark.parametrize("family", list(FAMILIES) + list(MORE_CGAN))
@@ -285,7 +308,9 @@ def test_every_cgan_method_and_step_takes_every_switch_and_starts_from_the_last_
         assert len(log) == result["iterations"] == 6
         assert log[["loss_d", "loss_g_adv", "loss_fm", "loss_l1", "loss_dfm", "augment_p"]].notna().all().all()
         state = torch_load(tmp_path / step / "checkpoints" / f"ckpt_{result['iterations']:09d}.pt")
-        assert _same_weights(result["generator"], state["ema"]["module"])  # what model.pt holds
+        # what model.pt holds: the EMA weights, with standing batch-norm statistics (pix2pix's U-Net)
+        assert _same_weights(*({k: v for k, v in d.items() if not k.endswith(BN_BUFFERS)}
+                               for d in (result["generator"], state["ema"]["module"])))
         assert state["ema"]["updates"] == result["iterations"]
         if step == "global":
             g1 = [name for name in result["generator"] if name.startswith("global_generator.")]

@@ -18,12 +18,19 @@ same random numbers, writes the same checkpoints and gives the same outputs as b
   critic steps, scaled by ``r1_every`` (lazy regularisation, StyleGAN2). The gradient is taken
   with respect to the real batch before augmentation (through it, as in StyleGAN2-ADA). R1 is
   the usual zero-centred penalty on real data for the relativistic losses as well (R3GAN pairs
-  RpGAN with R1 + R2); on a PACGAN critic the outputs of one pack are differentiated together.
+  RpGAN with R1 + R2); on a PACGAN critic the outputs of one pack are differentiated together;
+- ``standing_stats``: once training ends, the batch-norm running statistics of the generator that
+  is returned (the EMA copy when on) are replaced by their average over ``standing_stats`` batches
+  of ``batch_size`` latents drawn from that generator
+  (:func:`~lungsynth.networks.batch_norm.standing_statistics`, BigGAN's "standing statistics"):
+  the statistics the EMA copy inherits belong to the live weights, and those a live generator keeps
+  to the last few steps' weights.
 
 TTUR (separate learning rates for G and D) is a family setting: ``lr_g``/``lr_d`` of the LUS
 GANs, ``lr``/``lr_d`` of the DCGAN.
 
-Random streams: augmentation parameters of call ``c`` of step ``s`` come from
+Random streams: the standing-statistics latents come from ``loop.stream(STANDING_STREAM, total)``
+(id 23). Augmentation parameters of call ``c`` of step ``s`` come from
 ``loop.stream(AUGMENT_STREAMS["real"], s, c)`` for real batches and
 ``loop.stream(AUGMENT_STREAMS["fake"], s, c)`` for generated ones (ids 21 and 22, used by no
 trainer for anything else: the GAN trainers use 1 for batch order, 2 for noise and targets,
@@ -42,7 +49,7 @@ A family wires it in with a handful of lines (see the DCGAN and LUS trainers)::
     loss_d = tricks.r1.add(loss_d, c_real, real, step)
     tricks.observe(c_real)                                     # raw logits, positive = real
     ... G step on D(tricks.augment(fake, "fake", step, 1)); after opt_g.step(): tricks.after_generator_step(generator)
-    return run_adversarial_training(..., ema=tricks.ema)
+    return run_adversarial_training(..., tricks=tricks, latent_batch=batch)
 
 and appends :func:`log_columns` to its loss-log columns and :meth:`DataEfficient.row`
 to each row (``augment_p``, the probability used, when augmentation is on; nothing when off).
@@ -51,7 +58,7 @@ to each row (``augment_p``, the probability used, when augmentation is on; nothi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +68,15 @@ from torch import nn
 from lungsynth.engine import TrainingLoop
 from lungsynth.losses.adversarial import RELATIVISTIC
 from lungsynth.losses.regularisers import r1_penalty
+from lungsynth.networks.batch_norm import standing_statistics
 from lungsynth.networks.ema import ExponentialMovingAverage
 from lungsynth.transforms.diffaugment import AdaptiveProbability, diff_augment, parse_policy
 
 AUGMENT_STREAMS = {"real": 21, "fake": 22}
 """Stream ids of the augmentation parameters of real and of generated batches."""
+
+STANDING_STREAM = 23
+"""Stream id of the latents that compute the generator's standing batch-norm statistics."""
 
 ADA_ADJUST_EVERY = 4
 """Critic steps between adjustments of the adaptive probability (ADA's 4 minibatches)."""
@@ -81,7 +92,9 @@ class DataEfficientSettings:
     real images (critic outputs, for a PACGAN critic: packs) over which ``p`` can move from 0 to 1;
     ``ema_decay``: generator EMA decay per generator step (0 = off; e.g. 0.999); ``ema_warmup``:
     the decay ramp ``min(decay, (1 + n) / (10 + n))``; ``r1_gamma``: R1 weight (0 = off);
-    ``r1_every``: critic steps between R1 evaluations (lazy regularisation).
+    ``r1_every``: critic steps between R1 evaluations (lazy regularisation); ``standing_stats``:
+    batches of latents over which the returned generator's batch-norm statistics are averaged
+    once training ends (0 = off: the running statistics of training are kept).
     Defaults equal the schema's (``tests/test_settings.py`` ties them).
     """
 
@@ -93,6 +106,7 @@ class DataEfficientSettings:
     ema_warmup: bool = True
     r1_gamma: float = 0.0
     r1_every: int = 1
+    standing_stats: int = 0
 
 
 SWITCHES = tuple(f.name for f in dataclasses.fields(DataEfficientSettings))
@@ -214,6 +228,22 @@ class DataEfficient:
         self.ema = (ExponentialMovingAverage(generator, settings.ema_decay, warmup=settings.ema_warmup)
                     if settings.ema_decay > 0 else None)
         self.r1 = R1(settings.r1_gamma, settings.r1_every)
+        if settings.standing_stats < 0:
+            raise ValueError(f"standing_stats must be >= 0 (batches; 0 = off), got {settings.standing_stats}")
+        self.standing_stats = int(settings.standing_stats)
+        self.loop = loop
+
+    def trained_generator(self, generator: nn.Module,
+                          run_batch: Callable[[nn.Module, torch.Generator], object]) -> nn.Module:
+        """The generator a finished run returns: the EMA copy when on, else ``generator``; with
+        ``standing_stats`` its batch-norm statistics first recomputed in place, deterministically:
+        ``run_batch(trained, rng)`` runs it on one batch of inputs drawn from ``rng`` (stream
+        :data:`STANDING_STREAM`). The result is in eval mode when statistics were recomputed."""
+        trained = generator if self.ema is None else self.ema.module
+        if self.standing_stats:
+            standing_statistics(trained, lambda rng: run_batch(trained, rng), self.standing_stats,
+                                self.loop.stream(STANDING_STREAM, self.loop.total))
+        return trained
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint must hold beyond the networks and optimisers (empty when every switch is off)."""
@@ -256,5 +286,7 @@ def describe_recipe(settings: Mapping[str, Any], paper: str, model_changes: Mapp
         added.append(f"EMA {value['ema_decay']:g}")
     if value["r1_gamma"] > 0:
         added.append(f"R1 {value['r1_gamma']:g}" + (f" every {value['r1_every']}" if value["r1_every"] > 1 else ""))
+    if value["standing_stats"] > 0:
+        added.append(f"standing BN statistics ({value['standing_stats']} batches)")
     added += [name for name, on in (model_changes or {}).items() if on]
     return " + ".join([paper, *added])

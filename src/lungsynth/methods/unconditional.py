@@ -20,7 +20,7 @@ from PIL import Image
 from lungsynth.artifacts import atomic_path, torch_save, write_csv
 from lungsynth.data.preprocess import class_images, encode_uint8, load_split
 from lungsynth.engine import LoopResult, LoopSettings, Step, TrainingLoop, seeded_generator
-from lungsynth.networks.ema import ExponentialMovingAverage
+from lungsynth.methods.data_efficient import DataEfficient
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,13 @@ def adversarial_step(keys: tuple, values: tuple[float, float, float, float], ext
 
 
 def run_adversarial_training(loop: TrainingLoop, step_fn, generator: torch.nn.Module, discriminator: torch.nn.Module,
-                             *, model_config: dict, channels: int, image_size: int,
-                             ema: ExponentialMovingAverage | None = None, **extra) -> dict:
+                             *, model_config: dict, channels: int, image_size: int, tricks: DataEfficient,
+                             latent_batch: int, **extra) -> dict:
     """Run ``loop`` (both networks in train mode) and return what the class's job saves.
 
-    The result holds the generator's weights (with ``ema``, the averaged weights of
-    :attr:`ExponentialMovingAverage.module`: what the generate job samples), ``model_config``,
+    The result holds the weights of ``tricks.trained_generator`` (the EMA copy when on: what the
+    generate job samples; with standing statistics computed on batches of ``latent_batch``
+    latents when on), ``model_config``,
     ``channels``, ``image_size``, the step count, ``resumed_from``, ``loss_csv``, the device and
     ``extra``; a run stopped by ``stop_after`` returns only ``stopped_at`` and ``resumed_from``.
     """
@@ -48,7 +49,9 @@ def run_adversarial_training(loop: TrainingLoop, step_fn, generator: torch.nn.Mo
     ended: LoopResult = loop.run(step_fn)
     if ended.stopped:
         return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
-    weights = generator.state_dict() if ema is None else ema.module.state_dict()
+    trained = tricks.trained_generator(
+        generator, lambda net, rng: net(torch.randn(latent_batch, net.latent_dim, generator=rng).to(loop.device)))
+    weights = trained.state_dict()
     return {"generator": weights, "model_config": dict(model_config), "channels": channels,
             "image_size": image_size, "step": loop.total, "steps": loop.total, **extra,
             "resumed_from": ended.resumed_from, "loss_csv": ended.loss_csv, "device": str(loop.device)}

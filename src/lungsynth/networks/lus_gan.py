@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from lungsynth.networks.minibatch_std import MinibatchStdDev
+
 PAPER_GENERATOR_WIDTHS = (1024, 512, 256, 128, 64, 32, 16)
 PAPER_DISCRIMINATOR_WIDTHS = (16, 32, 64, 128, 256, 512)
 
@@ -140,6 +142,8 @@ class PackedDiscriminator(nn.Module):
         widths: channels after each 4x4 stride-2 conv.
         pack: samples per critic decision; 1 disables packing.
         spectral_norm: spectral norm on every conv instead of BN.
+        minibatch_std: groups of packs over which a :class:`~lungsynth.networks.minibatch_std.MinibatchStdDev`
+            channel is added before the final conv (0 = off, the paper's critic).
     """
 
     def __init__(
@@ -149,6 +153,7 @@ class PackedDiscriminator(nn.Module):
         widths: Sequence[int] = PAPER_DISCRIMINATOR_WIDTHS,
         pack: int = 2,
         spectral_norm: bool = False,
+        minibatch_std: int = 0,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -174,6 +179,9 @@ class PackedDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in = c_out
         base = image_size // factor
+        if minibatch_std:
+            layers.append(MinibatchStdDev(minibatch_std))
+            c_in += 1
         layers.append(wrap(nn.Conv2d(c_in, 1, kernel_size=base, stride=1, padding=0, bias=False)))
         self.net = nn.Sequential(*layers)
 

@@ -391,7 +391,13 @@ def train_cgan_step(
         return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
     for param in generator.parameters():
         param.requires_grad_(True)
-    trained = generator.state_dict() if tricks.ema is None else tricks.ema.module.state_dict()
+
+    def run_batch(net: torch.nn.Module, rng: torch.Generator) -> torch.Tensor:
+        rows = torch.randint(n, (batch,), generator=rng)
+        real = decode_uint8(images[rows]).to(device, memory_format=memory_format)
+        return _generate(net, spec, one_hot(labels[rows]).to(device, memory_format=memory_format), real, step_name)
+
+    trained = tricks.trained_generator(generator, run_batch).state_dict()
     return {
         "generator": {k: v.cpu() for k, v in trained.items()},
         "discriminator": {k: v.cpu() for k, v in discriminator.state_dict().items()},

@@ -147,7 +147,7 @@ def train_dcgan(
         return adversarial_step((step, epoch), values, tricks.row(p))
 
     return run_adversarial_training(loop, step_fn, generator, discriminator, model_config=model_config,
-                                    channels=channels, image_size=size, ema=tricks.ema,
+                                    channels=channels, image_size=size, tricks=tricks, latent_batch=settings.batch_size,
                                     steps_per_epoch=steps_per_epoch)
 
 

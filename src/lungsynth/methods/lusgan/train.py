@@ -86,6 +86,7 @@ def build_lus_gan(model_config: dict, channels: int, image_size: int) -> tuple[n
         widths=model_config["discriminator_widths"],
         pack=int(model_config.get("pack", 2)),
         spectral_norm=bool(model_config.get("spectral_norm", False)),
+        minibatch_std=int(model_config.get("minibatch_std", 0)),
     )
     dcgan_init_(generator)
     dcgan_init_(discriminator)
@@ -215,7 +216,7 @@ def train_lus_gan(
         return adversarial_step((step,), values, (lr_d, *tricks.row(p)))
 
     return run_adversarial_training(loop, step_fn, generator, discriminator, model_config=model_config,
-                                    channels=channels, image_size=size, ema=tricks.ema, batch_size=batch)
+                                    channels=channels, image_size=size, tricks=tricks, latent_batch=batch, batch_size=batch)
 
 
 def load_lus_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
