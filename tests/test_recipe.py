@@ -1,8 +1,12 @@
 """The report names the recipe each model was trained with."""
 
 import copy
+from pathlib import Path
 
-from lungsynth.config import load_config
+import pytest
+import yaml
+
+from lungsynth.config import load_config, validate_config
 from lungsynth.methods.data_efficient import describe_recipe
 from lungsynth.report.build import recipe_table
 
@@ -30,3 +34,25 @@ def test_recipe_table_follows_per_class_overrides_and_paper_configs():
     table = recipe_table(changed, "lusgan", "seed 003")
     assert table["recipe"].tolist()[0] == "seed 003 + EMA 0.999"
     assert set(table["recipe"].tolist()[1:]) == {"seed 003"}
+
+
+def test_recipe_table_names_a_changed_lus_schedule():
+    config = copy.deepcopy(load_config("config/paper/lus_rasgan.yaml"))
+    config["lusgan"]["train"].update(lr_g=1e-4, lr_d=4e-4, g_steps_per_d=1)
+    config["lusgan"]["model"]["minibatch_std"] = 4
+    recipe = recipe_table(config, "lusgan", "seed 003")["recipe"].tolist()[0]
+    assert recipe == "seed 003 + critic minibatch std (groups of 4) + lr_g 0.0001 / lr_d 0.0004 + 1 G step per D step"
+
+
+@pytest.mark.parametrize("path, branch, paper", [("config/paper/dcgan_covidct.yaml", "dcgan", "seed 000"),
+                                                 ("config/paper/lus_rasgan.yaml", "lusgan", "seed 003")])
+def test_paper_configs_merged_over_the_default_keep_the_papers_recipe(path, branch, paper):
+    """``snakemake --configfile config/paper/X`` deep-merges X over config/config.yaml, whose recipe is the
+    improved one: the paper config must switch every improvement off again."""
+    from snakemake.utils import update_config
+
+    merged = yaml.safe_load(Path("config/config.yaml").read_text())
+    update_config(merged, yaml.safe_load(Path(path).read_text()))
+    assert set(recipe_table(validate_config(merged), branch, paper)["recipe"]) == {paper}
+    default = recipe_table(load_config("config/config.yaml"), branch, paper)["recipe"]
+    assert all(recipe.startswith(paper + " + ") for recipe in default)  # the default run's is the improved one

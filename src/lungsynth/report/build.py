@@ -152,17 +152,33 @@ def seed000_table(summary: pd.DataFrame, metrics: dict, positive: str) -> pd.Dat
     ])
 
 
+def _schedule_changes(branch: str, settings: dict) -> dict[str, bool]:
+    """The learning-rate schedule of one model where it departs from its paper's: the DCGAN's
+    ``lr_d`` (TTUR; the paper has one lr), the LUS GANs' ``lr_g``/``lr_d`` and G steps per D step
+    against seed 003's (the schema defaults)."""
+    if branch == "dcgan":
+        lr_d = settings.get("lr_d")
+        return {f"TTUR (lr_d {lr_d:g})": True} if lr_d is not None else {}
+    from lungsynth.methods.lusgan.train import LUSSettings
+
+    paper = LUSSettings()
+    lr_g, lr_d = settings.get("lr_g", paper.lr_g), settings.get("lr_d", paper.lr_d)
+    g_steps = settings.get("g_steps_per_d", paper.g_steps_per_d)
+    return {f"lr_g {lr_g:g} / lr_d {lr_d:g}": (lr_g, lr_d) != (paper.lr_g, paper.lr_d),
+            f"{g_steps} G step{'s' if g_steps > 1 else ''} per D step": g_steps != paper.g_steps_per_d}
+
+
 def recipe_table(config: dict, branch: str, paper: str) -> pd.DataFrame:
     """One row per trained model of ``branch`` (``dcgan`` or ``lusgan``): its class and the recipe it used
     (:func:`lungsynth.methods.data_efficient.describe_recipe`; ``per_class`` overrides included)."""
     section, model = config[branch], config[branch].get("model", {})
     model_changes = {"critic spectral norm": bool(model.get("spectral_norm", False)),
+                     f"critic minibatch std (groups of {model.get('minibatch_std', 0)})": bool(model.get("minibatch_std", 0)),
                      "improved generator": model.get("generator") == "improved"}
     rows = []
     for label in section["classes"]:
         settings = train_settings(config, str(label), branch)
-        lr_d = settings.get("lr_d") if branch == "dcgan" else None
-        changes = model_changes | ({f"TTUR (lr_d {lr_d:g})": True} if lr_d is not None else {})
+        changes = model_changes | _schedule_changes(branch, settings)
         rows.append({"model": str(label), "recipe": describe_recipe(settings, paper, changes)})
     return pd.DataFrame(rows)
 
