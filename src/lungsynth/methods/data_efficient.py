@@ -20,8 +20,9 @@ same random numbers, writes the same checkpoints and gives the same outputs as b
   the usual zero-centred penalty on real data for the relativistic losses as well (R3GAN pairs
   RpGAN with R1 + R2); on a PACGAN critic the outputs of one pack are differentiated together;
 - ``standing_stats``: once training ends, the batch-norm running statistics of the generator that
-  is returned (the EMA copy when on) are replaced by their average over ``standing_stats`` batches
-  of ``batch_size`` latents drawn from that generator
+  is returned (the EMA copy when on) are replaced by their average over ``standing_stats`` forward
+  passes of that generator (on a training batch's worth of latents; for the conditional GANs, of
+  training maps)
   (:func:`~lungsynth.networks.batch_norm.standing_statistics`, BigGAN's "standing statistics"):
   the statistics the EMA copy inherits belong to the live weights, and those a live generator keeps
   to the last few steps' weights.

@@ -15,8 +15,8 @@ from torch import nn
 class MinibatchStdDev(nn.Module):
     """``(B, C, H, W)`` -> ``(B, C + 1, H, W)``: the input plus one map of its spread within a group.
 
-    The batch is split into groups of ``min(group_size, B)`` consecutive samples (``B`` must be a
-    multiple of the group; the last group takes the remainder otherwise). Per group, the standard
+    The batch is split into groups of ``min(group_size, B)`` consecutive samples (when ``B`` is not
+    a multiple, the last group is the smaller remainder; a group of one gets 0). Per group, the standard
     deviation over the group of every feature (``sqrt(var + 1e-8)``, biased variance) is averaged
     over channels and positions into one number, broadcast as the extra channel of the group's samples.
 
