@@ -56,3 +56,12 @@ def test_paper_configs_merged_over_the_default_keep_the_papers_recipe(path, bran
     assert set(recipe_table(validate_config(merged), branch, paper)["recipe"]) == {paper}
     default = recipe_table(load_config("config/config.yaml"), branch, paper)["recipe"]
     assert all(recipe.startswith(paper + " + ") for recipe in default)  # the default run's is the improved one
+
+
+def test_recipe_table_names_each_conditional_gan_and_the_shared_switches():
+    config = copy.deepcopy(load_config("config/paper/cgan_seed001.yaml"))
+    table = recipe_table(config, "cgan", "seed 001")
+    assert table["model"].tolist()[:5] == ["globallocal", "pix2pix", "pix2pixhd", "spade", "sean"]
+    assert table["recipe"].tolist()[:2] == ["Seed 001 (DESUM + DFM)", "Pix2pix"]
+    config["cgan"]["train"].update(ema_decay=0.999, diffaugment="translation")
+    assert all(r.endswith(" + DiffAugment (translation; p 1) + EMA 0.999") for r in recipe_table(config, "cgan", "")["recipe"])

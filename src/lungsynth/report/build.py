@@ -170,8 +170,17 @@ def _schedule_changes(branch: str, settings: dict) -> dict[str, bool]:
 
 def recipe_table(config: dict, branch: str, paper: str) -> pd.DataFrame:
     """One row per trained model of ``branch`` (``dcgan`` or ``lusgan``): its class and the recipe it used
-    (:func:`lungsynth.methods.data_efficient.describe_recipe`; ``per_class`` overrides included)."""
+    (:func:`lungsynth.methods.data_efficient.describe_recipe`; ``per_class`` overrides included).
+
+    For ``cgan`` one row per configured method or variant, named after it (``paper`` unused): each
+    method's own published recipe, plus the data-efficient switches of ``cgan.train``, which all share.
+    """
     section, model = config[branch], config[branch].get("model", {})
+    if branch == "cgan":
+        from lungsynth.methods.cgan.specs import configured_methods, method_label
+
+        return pd.DataFrame([{"model": method, "recipe": describe_recipe(section["train"], method_label(method))}
+                             for method in configured_methods(section)])
     model_changes = {"critic spectral norm": bool(model.get("spectral_norm", False)),
                      f"critic minibatch std (groups of {model.get('minibatch_std', 0)})": bool(model.get("minibatch_std", 0)),
                      "improved generator": model.get("generator") == "improved"}
@@ -184,7 +193,7 @@ def recipe_table(config: dict, branch: str, paper: str) -> pd.DataFrame:
 
 
 def _recipe_section(config: dict, branch: str, paper: str) -> list[str]:
-    if branch not in config or "classes" not in config[branch]:
+    if branch not in config or ("classes" not in config[branch] and "methods" not in config[branch]):
         return []
     return ["<h2>Training recipe</h2><p class='note'>The paper's recipe, or the paper's with the data-efficient "
             "switches named (README, 'Data-efficient training').</p>", html_table(recipe_table(config, branch, paper))]
@@ -448,6 +457,7 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, title: str = "lungsy
     if inputs.cgan is not None:
         parts.append("<h1>COVID CT: conditional GANs, segmentation map to CT (seed 001)</h1>")
         parts += cgan_sections(inputs.cgan, out_dir)
+        parts += _recipe_section(inputs.config, "cgan", "seed 001")
     if inputs.ablation is not None:
         parts.append("<h1>Downstream use of the synthetic images</h1>")
         parts += ablation_sections(inputs.ablation, out_dir)
