@@ -196,7 +196,7 @@ def _recipe_section(config: dict, branch: str, paper: str) -> list[str]:
     if branch not in config or ("classes" not in config[branch] and "methods" not in config[branch]):
         return []
     return ["<h2>Training recipe</h2><p class='note'>The paper's recipe, or the paper's with the data-efficient "
-            "switches named (README, 'Data-efficient training').</p>", html_table(recipe_table(config, branch, paper))]
+            "switches named (README, 'Data-efficient GAN training').</p>", html_table(recipe_table(config, branch, paper))]
 
 
 def stage_table(paths: list[Path]) -> pd.DataFrame:
