@@ -37,7 +37,7 @@ from lungsynth.config import load_config, train_settings
 from lungsynth.data.preprocess import class_images, load_split
 from lungsynth.engine import epoch_batches, seeded_generator
 from lungsynth.methods.data_efficient import STANDING_STREAM
-from lungsynth.methods.unconditional import image_grid, sample_generator
+from lungsynth.methods.unconditional import image_grid, latent_forward, sample_generator
 from lungsynth.networks.batch_norm import standing_statistics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,10 +57,10 @@ def checkpoint_generator(path: Path, build, model: dict, images: torch.Tensor, s
     state = torch_load(path)
     generator = build(model, images.shape[1], images.shape[-1])
     generator.load_state_dict(state["ema"]["module"] if state.get("ema") else state["generator"])
-    if settings.standing_stats:
-        latent = generator.latent_dim
-        standing_statistics(generator, lambda rng: generator(torch.randn(settings.batch_size, latent, generator=rng)),
-                            settings.standing_stats, seeded_generator(settings.seed, STANDING_STREAM, state["step"]))
+    if settings.standing_stats:  # as DataEfficient.trained_generator at the end of a run of state["step"] steps
+        run_batch = latent_forward(settings.batch_size, "cpu")
+        standing_statistics(generator, lambda rng: run_batch(generator, rng), settings.standing_stats,
+                            seeded_generator(settings.seed, STANDING_STREAM, state["step"]))
     return generator.eval()
 
 

@@ -49,12 +49,16 @@ def run_adversarial_training(loop: TrainingLoop, step_fn, generator: torch.nn.Mo
     ended: LoopResult = loop.run(step_fn)
     if ended.stopped:
         return {"stopped_at": ended.step, "resumed_from": ended.resumed_from}
-    trained = tricks.trained_generator(
-        generator, lambda net, rng: net(torch.randn(latent_batch, net.latent_dim, generator=rng).to(loop.device)))
+    trained = tricks.trained_generator(generator, latent_forward(latent_batch, loop.device))
     weights = trained.state_dict()
     return {"generator": weights, "model_config": dict(model_config), "channels": channels,
             "image_size": image_size, "step": loop.total, "steps": loop.total, **extra,
             "resumed_from": ended.resumed_from, "loss_csv": ended.loss_csv, "device": str(loop.device)}
+
+
+def latent_forward(latent_batch: int, device: torch.device | str = "cpu"):
+    """``run_batch(net, rng)`` for standing statistics: ``net`` on ``latent_batch`` latents drawn from ``rng``."""
+    return lambda net, rng: net(torch.randn(latent_batch, net.latent_dim, generator=rng).to(device))
 
 
 @torch.no_grad()
